@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: MIT */
+/* fdrecv: wait for descriptors on an AF_UNIX socket, then exec a command with
+ * them in place (the systemd socket-activation way), or describe them. */
+#include <dirent.h>
+#include <getopt.h>
+#include "common.h"
+
+static const char usage_text[] =
+	"Usage: fdrecv [-a] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS] [--json]\n"
+	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
+	"\n"
+	"Wait on SOCKET for one handoff of descriptors, place them at 3, 4, 5, ...\n"
+	"with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES set, and run COMMAND.\n"
+	"Without COMMAND, describe what arrived.\n"
+	"\n"
+	"  -a, --abstract         SOCKET is an abstract socket name\n"
+	"  -n, --count N          accept only a handoff of exactly N descriptors\n"
+	"  -f, --fd N[,N...]      place the descriptors at these numbers instead\n"
+	"  -i, --stdin            place the descriptor at 0 (same as -f 0)\n"
+	"  -o, --stdout           place the descriptor at 1 (same as -f 1)\n"
+	"  -e, --stderr           place the descriptor at 2 (same as -f 2)\n"
+	"  -t, --timeout SECONDS  give up when no sender came in time (default: wait)\n"
+	"      --json             describe the descriptors as JSON\n"
+	"  -h, --help             show this help and exit\n"
+	"  -V, --version          show the version and exit\n"
+	"\n"
+	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
+	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdrecv(1).\n";
+
+struct receiver {
+	struct chan chan;
+	int *targets;          /* where the descriptors go; NULL: 3, 4, 5, ... */
+	size_t ntargets;
+	size_t count;          /* 0: any */
+	int json;
+	char **cmd;
+	msec_t timeout;
+};
+
+struct handoff {
+	int *fds;
+	size_t n;
+	char *names;           /* n NUL-terminated names, "" when unnamed */
+};
+
+/* ---- command line ---- */
+
+static void add_targets(struct receiver *r, const char *arg)
+{
+	char *copy = strdup(arg), *p = copy, *tok;
+
+	if (!copy)
+		err(ST_SYSTEM, "strdup");
+	while ((tok = strsep(&p, ","))) {
+		int fd = (int)parse_number(tok, 0, (unsigned long)MAX_FDS - 1,
+					   "descriptor number");
+
+		for (size_t i = 0; i < r->ntargets; i++)
+			if (r->targets[i] == fd)
+				usage_error("descriptor %d is a target twice", fd);
+		r->targets = realloc(r->targets, (r->ntargets + 1) * sizeof(int));
+		if (!r->targets)
+			err(ST_SYSTEM, "realloc");
+		r->targets[r->ntargets++] = fd;
+	}
+	free(copy);
+}
+
+static int on_path(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (!path)
+		path = "/usr/local/bin:/bin:/usr/bin";
+	while (*path) {
+		size_t l = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s%s%s", (int)l, path,
+			 l ? "/" : "", cmd);
+		if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(buf, X_OK) == 0)
+			return 1;
+		path += l + (path[l] == ':');
+	}
+	return 0;
+}
+
+static void parse_args(struct receiver *r, int argc, char **argv)
+{
+	enum { OPT_JSON = 256 };
+	static const struct option opts[] = {
+		{ "abstract", no_argument, NULL, 'a' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "fd", required_argument, NULL, 'f' },
+		{ "stdin", no_argument, NULL, 'i' },
+		{ "stdout", no_argument, NULL, 'o' },
+		{ "stderr", no_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	int abstract = 0, c, run = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->timeout = NO_DEADLINE;
+	while ((c = getopt_long(argc, argv, "+an:f:ioet:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a': abstract = 1; break;
+		case 'n':
+			r->count = parse_number(optarg, 1, MAX_FDS, "count");
+			break;
+		case 'f': add_targets(r, optarg); break;
+		case 'i': add_targets(r, "0"); break;
+		case 'o': add_targets(r, "1"); break;
+		case 'e': add_targets(r, "2"); break;
+		case 't': r->timeout = parse_timeout(optarg); break;
+		case OPT_JSON: r->json = 1; break;
+		case 'h': fputs(usage_text, stdout); exit(ST_OK);
+		case 'V': puts("fdrecv " VERSION); exit(ST_OK);
+		default:
+			fprintf(stderr, "Try 'fdrecv --help' for more information.\n");
+			exit(ST_USAGE);
+		}
+	}
+	if (optind >= argc)
+		usage_error("missing SOCKET");
+	if (optind + 1 < argc && (!strcmp(argv[optind + 1], "--") ||
+				  !strcmp(argv[optind + 1], "--run")))
+		run = 1;
+	if (optind + 1 + run < argc)
+		r->cmd = argv + optind + 1 + run;
+	else if (run)
+		usage_error("%s needs a COMMAND", argv[optind + 1]);
+	if (r->ntargets && r->count && r->count != r->ntargets)
+		usage_error("--count %zu contradicts %zu target descriptors",
+			    r->count, r->ntargets);
+	if (r->ntargets)
+		r->count = r->ntargets;
+	if (r->json && r->cmd)
+		usage_error("--json describes descriptors; it takes no COMMAND");
+	/* a mistyped command must not swallow anybody's descriptors */
+	if (r->cmd && !strchr(r->cmd[0], '/') && !on_path(r->cmd[0]))
+		errx(ST_NOT_FOUND, "%s: command not found", r->cmd[0]);
+	resolve_chan(&r->chan, argv[optind], abstract);
+}
+
+/* ---- the socket file ---- */
+
+/* Removed on SIGINT/SIGTERM/SIGHUP: a handler may only unlink and die. */
+static char bound_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+
+static void on_signal(int sig)
+{
+	if (bound_path[0])
+		unlink(bound_path);
+	raise(sig);    /* SA_RESETHAND: this time it is fatal */
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void set_bound_path(const char *p)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	snprintf(bound_path, sizeof(bound_path), "%s", p);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void remove_socket_file(void)
+{
+	if (bound_path[0]) {
+		unlink(bound_path);
+		set_bound_path("");
+	}
+}
+
+/* 1 when somebody listens at sa. */
+static int live_listener(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd = unix_socket();
+	int r = connect(fd, (const struct sockaddr *)sa, len);
+	int live = r == 0 || errno == EAGAIN;
+
+	close(fd);
+	return live;
+}
+
+/* Puts the listening socket bound at tmp into place at path: a waiting
+ * sender never meets a half-set-up receiver, a stale socket is replaced,
+ * a live one or anything that is not a socket is left alone. */
+static void move_into_place(const char *tmp, const struct chan *c)
+{
+	const char *path = c->sa.sun_path;
+	struct stat st;
+
+	for (;;) {
+		if (lstat(path, &st) < 0) {
+			if (errno != ENOENT)
+				break;
+			/* link fails if somebody else got there first */
+			if (link(tmp, path) == 0) {
+				set_bound_path(path);
+				unlink(tmp);
+				return;
+			}
+			if (errno == EEXIST)
+				continue;
+			break;
+		}
+		if (!S_ISSOCK(st.st_mode)) {
+			remove_socket_file();
+			errx(ST_SYSTEM, "%s: exists and is not a socket", c->label);
+		}
+		if (live_listener(&c->sa, c->salen)) {
+			remove_socket_file();
+			errx(ST_SYSTEM, "%s: in use by another receiver", c->label);
+		}
+		if (rename(tmp, path) == 0) {
+			set_bound_path(path);
+			return;
+		}
+		break;
+	}
+	warn("%s", c->label);
+	remove_socket_file();
+	exit(ST_SYSTEM);
+}
+
+static int listen_chan(const struct chan *c)
+{
+	int fd = unix_socket();
+	struct sockaddr_un tmp = c->sa;
+	socklen_t tlen = c->salen;
+	mode_t old;
+	int r;
+
+	if (c->abstract) {
+		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
+			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another receiver"
+							  : "%s: bind", c->label);
+		if (listen(fd, SOMAXCONN) < 0)
+			err(ST_SYSTEM, "%s: listen", c->label);
+		return fd;
+	}
+	{
+		/* the temporary name lives beside the final one, for rename(2) */
+		const char *slash = strrchr(c->sa.sun_path, '/');
+		int dirlen = slash ? (int)(slash - c->sa.sun_path + 1) : 0;
+		int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdrecv.%d",
+				 dirlen, c->sa.sun_path, (int)getpid());
+
+		if (n >= (int)sizeof(tmp.sun_path))
+			errx(ST_USAGE, "%s: path too long for the temporary name next to it",
+			     c->label);
+		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	}
+	unlink(tmp.sun_path);   /* ours by pid, if a crash left it */
+	old = umask(0177);      /* 0600 from birth: chmod on a socket fd does nothing */
+	r = bind(fd, (const struct sockaddr *)&tmp, tlen);
+	umask(old);
+	if (r < 0)
+		err(ST_SYSTEM, "%s: bind", c->label);
+	set_bound_path(tmp.sun_path);
+	if (listen(fd, SOMAXCONN) < 0) {
+		warn("%s: listen", c->label);
+		remove_socket_file();
+		exit(ST_SYSTEM);
+	}
+	move_into_place(tmp.sun_path, c);
+	return fd;
+}
+
+/* ---- receiving ---- */
+
+static size_t open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0;
+
+	if (!d)
+		return 64;   /* no /proc: a guess on the safe side */
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0;   /* ".", ".." and the directory's own fd */
+}
+
+static int max_target(const struct receiver *r, size_t n)
+{
+	int m = (int)n + 2;
+
+	if (r->targets) {
+		m = 0;
+		for (size_t i = 0; i < r->ntargets; i++)
+			if (r->targets[i] > m)
+				m = r->targets[i];
+	}
+	return m;
+}
+
+/* Makes room for n more descriptors, raising the soft limit if needed. */
+static const char *room_for(const struct receiver *r, size_t n, char *why,
+			    size_t size)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)open_fds() + n + 2;
+
+	if ((rlim_t)max_target(r, n) + 2 > need)
+		need = (rlim_t)max_target(r, n) + 2;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return NULL;
+	if (need <= rl.rlim_max) {
+		rl.rlim_cur = need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			return NULL;
+	}
+	snprintf(why, size, "cannot hold %zu descriptors (RLIMIT_NOFILE is %llu)",
+		 n, (unsigned long long)rl.rlim_max);
+	return why;
+}
+
+/* Checks an offer against what this receiver accepts; NULL when fine. */
+static const char *check_offer(const struct receiver *r, size_t n, char *why,
+			       size_t size)
+{
+	if (r->count && n != r->count) {
+		snprintf(why, size, "expected %zu descriptor%s, offered %zu",
+			 r->count, r->count == 1 ? "" : "s", n);
+		return why;
+	}
+	return room_for(r, n, why, size);
+}
+
+static int refuse(struct inbox *ib, const char *why)
+{
+	snprintf(ib->why, sizeof(ib->why), "%s", why);
+	send_refusal(ib->fd, why);
+	return -1;
+}
+
+/* A sender that knows no protocol: its first message's descriptors. */
+static int take_plain(const struct receiver *r, struct inbox *ib,
+		      struct handoff *h)
+{
+	char why[128];
+
+	if (check_offer(r, ib->nfds, why, sizeof(why))) {
+		snprintf(ib->why, sizeof(ib->why), "%s", why);
+		return -1;
+	}
+	h->n = ib->nfds;
+	h->names = calloc(h->n, 1);
+	h->fds = ib->fds;
+	if (!h->names)
+		return inbox_fail(ib, "out of memory");
+	ib->fds = NULL;
+	ib->nfds = 0;
+	return 0;
+}
+
+/* Receives one whole handoff on conn into h; -1 with ib->why on failure
+ * (empty when the peer left without a word, as probes do). */
+static int recv_handoff(const struct receiver *r, struct inbox *ib,
+			struct handoff *h, msec_t deadline)
+{
+	const unsigned char *p;
+	uint32_t len, got = 0;
+	int type, fr;
+	struct offer o;
+	const char *bad;
+	char why[128];
+
+	for (;;) {
+		fr = inbox_fill(ib, deadline);
+		if (fr <= 0)
+			return -1;
+		if (ib->firstfds && (ib->len < HDR_LEN || memcmp(ib->buf, MAGIC, 4)))
+			return take_plain(r, ib, h);
+		if (ib->len >= HDR_LEN)
+			break;
+	}
+	fr = inbox_frame(ib, &type, &p, &len, deadline);
+	if (fr <= 0)
+		return fr < 0 ? refuse(ib, ib->why) : -1;
+	if (type != T_OFFER)
+		return refuse(ib, "expected an offer");
+	if ((bad = parse_offer(p, len, &o)))
+		return refuse(ib, bad);
+	h->n = o.count;
+	h->names = malloc(len);
+	if (h->names) {
+		/* names are stored back to back, each NUL-terminated */
+		size_t off = 0;
+
+		for (uint32_t i = 0; i < o.count; i++) {
+			size_t l = strlen(o.names[i]) + 1;
+
+			memcpy(h->names + off, o.names[i], l);
+			off += l;
+		}
+	}
+	free(o.names);
+	if (!h->names)
+		return refuse(ib, "out of memory");
+	if ((bad = check_offer(r, o.count, why, sizeof(why))))
+		return refuse(ib, bad);
+	if (!(o.flags & F_NOACK)) {
+		if (ib->nfds)
+			return refuse(ib, "descriptors sent before the go-ahead");
+		if (send_frame(ib->fd, T_GO, NULL, 0, deadline) < 0)
+			return inbox_fail(ib, "cannot answer: %s", strerror(errno));
+	}
+	if (inbox_expect(ib, o.count) < 0)
+		return refuse(ib, ib->why);
+	while (got < o.count) {
+		fr = inbox_frame(ib, &type, &p, &len, deadline);
+		if (fr == 0)
+			return inbox_fail(ib, "sender closed the connection after %zu of %u descriptors",
+					  ib->nfds, o.count);
+		if (fr < 0)
+			return refuse(ib, ib->why);
+		if (type != T_FDS || len < 4 || get32(p) < 1 ||
+		    get32(p) > FDS_PER_MSG || get32(p) > o.count - got)
+			return refuse(ib, "bad descriptor frame");
+		got += get32(p);
+	}
+	if (ib->nfds != o.count)
+		return refuse(ib, "descriptor count does not match the frames");
+	h->fds = ib->fds;
+	ib->fds = NULL;
+	ib->nfds = 0;
+	return 0;
+}
+
+/* Accepts senders until one hands over; a bad one is told and skipped. */
+static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
+			  msec_t deadline)
+{
+	for (;;) {
+		struct inbox ib;
+		int conn, w = wait_fd(lfd, POLLIN, deadline);
+
+		if (w == 0) {
+			remove_socket_file();
+			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
+			     r->chan.label);
+		}
+		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
+					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
+			if (errno == EINTR || errno == EAGAIN ||
+			    errno == ECONNABORTED)
+				continue;
+			warn("%s: accept", r->chan.label);
+			remove_socket_file();
+			exit(ST_SYSTEM);
+		}
+		inbox_init(&ib, conn);
+		if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
+			inbox_free(&ib);
+			return conn;
+		}
+		if (ib.why[0]) {
+			struct ucred cr;
+			socklen_t cl = sizeof(cr);
+
+			if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
+				cr.pid = 0;
+			warnx("%s: refused sender pid %d: %s", r->chan.label,
+			      (int)cr.pid, ib.why);
+		}
+		inbox_free(&ib);
+		free(h->names);
+		h->names = NULL;
+		close(conn);
+	}
+}
+
+/* ---- placing ---- */
+
+/* Moves fds[i] to targets[i] for all i without clobbering one another: a
+ * descriptor is placed once its target is free, and a cycle is broken by
+ * moving one member aside. *own (the connection) is moved off the targets. */
+static void place_fds(int *fds, const int *targets, size_t n, int *own)
+{
+	int hi = *own, top = 0;
+	int *at, *wants, *stack;
+	size_t sp = 0, placed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i] > hi) hi = fds[i];
+		if (targets[i] > hi) hi = targets[i];
+		if (targets[i] > top) top = targets[i];
+	}
+	at = calloc((size_t)hi + 2, sizeof(int));      /* fd -> 1 + index sitting there */
+	wants = calloc((size_t)hi + 2, sizeof(int));   /* fd -> 1 + index aiming there */
+	stack = malloc((n + 1) * sizeof(int));
+	if (!at || !wants || !stack)
+		err(ST_SYSTEM, "placing descriptors");
+	for (size_t i = 0; i < n; i++) {
+		at[fds[i]] = (int)i + 1;
+		wants[targets[i]] = (int)i + 1;
+	}
+	if (wants[*own]) {
+		int moved = fcntl(*own, F_DUPFD_CLOEXEC, top + 1);
+
+		if (moved < 0)
+			err(ST_SYSTEM, "moving the connection aside");
+		close(*own);
+		*own = moved;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!at[targets[i]] || at[targets[i]] == (int)i + 1)
+			stack[sp++] = (int)i;
+	while (placed < n) {
+		int i, from, to;
+
+		if (!sp) {
+			/* only cycles are left: every target is taken, so the
+			 * lowest free descriptor is no one's target */
+			for (i = 0; fds[i] == targets[i] || fds[i] > hi ||
+				    at[fds[i]] != i + 1; i++)
+				;
+			from = fds[i];
+			if ((fds[i] = fcntl(from, F_DUPFD_CLOEXEC, 0)) < 0)
+				err(ST_SYSTEM, "placing descriptors");
+			close(from);
+			at[from] = 0;
+			if (fds[i] <= hi)
+				at[fds[i]] = i + 1;
+			if (wants[from])
+				stack[sp++] = wants[from] - 1;
+			continue;
+		}
+		i = stack[--sp];
+		from = fds[i];
+		to = targets[i];
+		if (from == to) {
+			/* dup2 clears FD_CLOEXEC; fd == target needs it cleared by hand */
+			if (fcntl(to, F_SETFD, 0) < 0)
+				err(ST_SYSTEM, "fd %d", to);
+		} else {
+			if (dup2(from, to) < 0)
+				err(ST_SYSTEM, "fd %d", to);
+			close(from);
+			if (from <= hi) {
+				at[from] = 0;
+				if (wants[from])
+					stack[sp++] = wants[from] - 1;
+			}
+		}
+		at[to] = i + 1;
+		fds[i] = to;
+		placed++;
+	}
+	free(at);
+	free(wants);
+	free(stack);
+}
+
+static void set_listen_env(const struct handoff *h)
+{
+	char num[32];
+	size_t len = 0;
+	char *names, *p;
+	const char *s = h->names;
+
+	for (size_t i = 0; i < h->n; i++) {
+		size_t l = strlen(s);
+
+		len += (l ? l : 7) + 1;
+		s += l + 1;
+	}
+	names = p = malloc(len + 1);
+	if (!names)
+		err(ST_SYSTEM, "malloc");
+	*p = 0;
+	s = h->names;
+	for (size_t i = 0; i < h->n; i++) {
+		size_t l = strlen(s);
+
+		p += sprintf(p, "%s%s", i ? ":" : "", l ? s : "unknown");
+		s += l + 1;
+	}
+	snprintf(num, sizeof(num), "%zu", h->n);
+	setenv("LISTEN_FDS", num, 1);
+	snprintf(num, sizeof(num), "%d", (int)getpid());   /* exec keeps the pid */
+	setenv("LISTEN_PID", num, 1);
+	setenv("LISTEN_FDNAMES", names, 1);
+	free(names);
+}
+
+static void describe_all(const struct receiver *r, const struct handoff *h)
+{
+	const char *s = h->names;
+
+	if (r->json)
+		puts("[");
+	for (size_t i = 0; i < h->n; i++) {
+		struct fdinfo d;
+
+		describe(h->fds[i], s, &d);
+		print_fdinfo(stdout, r->targets ? r->targets[i] : (int)i + 3, &d,
+			     r->json);
+		if (r->json)
+			puts(i + 1 < h->n ? "," : "");
+		s += strlen(s) + 1;
+	}
+	if (r->json)
+		puts("]");
+	if (fflush(stdout) == EOF || ferror(stdout))
+		err(ST_SYSTEM, "stdout");
+}
+
+int main(int argc, char **argv)
+{
+	struct receiver r;
+	struct handoff h = { 0 };
+	unsigned char held[4];
+	int lfd = -1, conn;
+	int *targets;
+
+	parse_args(&r, argc, argv);
+	if (r.chan.inherited >= 0) {
+		struct inbox ib;
+
+		conn = r.chan.inherited;
+		inbox_init(&ib, conn);
+		if (recv_handoff(&r, &ib, &h, deadline_after(r.timeout)) < 0)
+			errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
+			     "%s: %s", r.chan.label,
+			     ib.why[0] ? ib.why : "sender closed the connection");
+		inbox_free(&ib);
+	} else {
+		catch_signals();
+		lfd = listen_chan(&r.chan);
+		conn = accept_handoff(&r, lfd, &h, deadline_after(r.timeout));
+		close(lfd);
+		remove_socket_file();
+	}
+	targets = r.targets;
+	if (!targets) {
+		targets = malloc(h.n * sizeof(int));
+		if (!targets)
+			err(ST_SYSTEM, "malloc");
+		for (size_t i = 0; i < h.n; i++)
+			targets[i] = (int)i + 3;
+	}
+	if (r.cmd)
+		place_fds(h.fds, targets, h.n, &conn);
+	put32(held, (uint32_t)h.n);
+	send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
+	close(conn);
+	if (!r.cmd) {
+		describe_all(&r, &h);
+		return ST_OK;
+	}
+	if (r.targets) {
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_PID");
+		unsetenv("LISTEN_FDNAMES");
+	} else {
+		set_listen_env(&h);
+	}
+	execvp(r.cmd[0], r.cmd);
+	warn("%s", r.cmd[0]);
+	return errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+}
