@@ -47,6 +47,13 @@ test: all helpers bats
 demo: all
 	@sh test/demo.sh
 
+BENCH     = $(patsubst %.c,%,$(wildcard bench/*.c))
+bench/%: bench/%.c
+	$(CC) $(BASE) $(WARN) -O2 $(CFLAGS) -o $@ $<
+
+bench: all $(BENCH)
+	@sh bench/run.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
@@ -57,6 +64,6 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man1/fdsend.1 $(DESTDIR)$(MANDIR)/man1/fdrecv.1
 
 clean:
-	rm -f $(BINS) $(HELPERS)
+	rm -f $(BINS) $(HELPERS) $(BENCH)
 
-.PHONY: all helpers bats test demo install uninstall clean
+.PHONY: all helpers bats test demo bench install uninstall clean
