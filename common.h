@@ -77,6 +77,8 @@ static inline unsigned long parse_number(const char *s, unsigned long min,
 
 typedef int64_t msec_t;
 #define NO_DEADLINE INT64_MAX
+#define DONT_WAIT 0             /* a deadline already past: never block */
+#define WOULD_BLOCK (-2)
 
 static inline msec_t now_ms(void)
 {
@@ -260,6 +262,254 @@ static inline int unix_socket(void)
 	return fd;
 }
 
+/* ---- socket files: removed on the way out, and on SIGINT/SIGTERM/SIGHUP ---- */
+
+#define MAX_OWNED 8
+static char owned[MAX_OWNED][sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+static volatile sig_atomic_t stop_signal;
+
+/* Async-signal-safe: a handler may call it. */
+static inline void remove_owned_files(void)
+{
+	for (int i = 0; i < MAX_OWNED; i++)
+		if (owned[i][0])
+			unlink(owned[i]);
+}
+
+static inline void die_of_signal(int sig)
+{
+	remove_owned_files();
+	raise(sig);    /* SA_RESETHAND: this time it is fatal */
+}
+
+static inline void note_stop(int sig)
+{
+	stop_signal = sig;
+}
+
+/* fatal: the process dies of the signal after cleaning up; otherwise the
+ * signal is only noted, for a loop that waits in ppoll(2). */
+static inline void catch_signals(int fatal)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fatal ? die_of_signal : note_stop;
+	sa.sa_flags = fatal ? SA_RESETHAND : 0;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Records (p) or forgets (NULL) the file in a slot; returns the slot. */
+static inline int own_file(int slot, const char *p)
+{
+	sigset_t all, old;
+
+	if (slot < 0)
+		for (slot = 0; slot < MAX_OWNED - 1 && owned[slot][0]; slot++)
+			;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	snprintf(owned[slot], sizeof(owned[slot]), "%s", p ? p : "");
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return slot;
+}
+
+static inline void remove_file(int slot)
+{
+	if (slot >= 0 && owned[slot][0]) {
+		unlink(owned[slot]);
+		own_file(slot, NULL);
+	}
+}
+
+/* Exits after removing what this process created. */
+static inline void fail_cleanly(int status, int with_errno, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (with_errno)
+		vwarn(fmt, ap);
+	else
+		vwarnx(fmt, ap);
+	va_end(ap);
+	remove_owned_files();
+	exit(status);
+}
+
+/* 1 when somebody listens at sa. */
+static inline int live_listener(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd = unix_socket();
+	int r = connect(fd, (const struct sockaddr *)sa, len);
+	int live = r == 0 || errno == EAGAIN;
+
+	close(fd);
+	return live;
+}
+
+/* Puts the listening socket bound at tmp into place at the channel's path:
+ * a waiting peer never meets a half-set-up listener, a stale socket is
+ * replaced, a live one or anything that is not a socket is left alone. */
+static inline void move_into_place(int slot, const char *tmp,
+				   const struct chan *c)
+{
+	const char *path = c->sa.sun_path;
+	struct stat st;
+
+	for (;;) {
+		if (lstat(path, &st) < 0) {
+			if (errno != ENOENT)
+				break;
+			/* link fails if somebody else got there first */
+			if (link(tmp, path) == 0) {
+				own_file(slot, path);
+				unlink(tmp);
+				return;
+			}
+			if (errno == EEXIST)
+				continue;
+			break;
+		}
+		if (!S_ISSOCK(st.st_mode))
+			fail_cleanly(ST_SYSTEM, 0, "%s: exists and is not a socket",
+				     c->label);
+		if (live_listener(&c->sa, c->salen))
+			fail_cleanly(ST_SYSTEM, 0, "%s: in use by another listener",
+				     c->label);
+		if (rename(tmp, path) == 0) {
+			own_file(slot, path);
+			return;
+		}
+		break;
+	}
+	fail_cleanly(ST_SYSTEM, 1, "%s", c->label);
+}
+
+/* A listening socket at the channel's address; *slot gets the socket
+ * file's cleanup slot (-1 for abstract names). */
+static inline int listen_chan(const struct chan *c, int backlog, int *slot)
+{
+	int fd = unix_socket();
+	struct sockaddr_un tmp = c->sa;
+	const char *slash = strrchr(c->sa.sun_path, '/');
+	int dirlen = slash ? (int)(slash - c->sa.sun_path + 1) : 0, n, r;
+	mode_t old;
+
+	*slot = -1;
+	if (c->abstract) {
+		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
+			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another listener"
+							  : "%s: bind", c->label);
+		if (listen(fd, backlog) < 0)
+			err(ST_SYSTEM, "%s: listen", c->label);
+		return fd;
+	}
+	/* the temporary name lives beside the final one, for rename(2) */
+	n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdsend.%d.%d",
+		     dirlen, c->sa.sun_path, (int)getpid(), fd);
+	if (n >= (int)sizeof(tmp.sun_path))
+		fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
+			     c->label);
+	unlink(tmp.sun_path);   /* ours by pid and fd, if a crash left it */
+	old = umask(0177);      /* 0600 from birth: chmod on a socket fd does nothing */
+	r = bind(fd, (const struct sockaddr *)&tmp,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1));
+	umask(old);
+	if (r < 0)
+		fail_cleanly(ST_SYSTEM, 1, "%s: bind", c->label);
+	*slot = own_file(-1, tmp.sun_path);
+	if (listen(fd, backlog) < 0)
+		fail_cleanly(ST_SYSTEM, 1, "%s: listen", c->label);
+	move_into_place(*slot, tmp.sun_path, c);
+	return fd;
+}
+
+/* ---- waiting for a listener ---- */
+
+/* Paces connection attempts: fine steps at first, so a receiver starting
+ * alongside is met at once; then inotify on the directory (its teardown
+ * costs milliseconds, so only long waits pay it); 10 ms polling where
+ * nothing can be watched (abstract names, a directory not there yet). */
+struct waiter {
+	msec_t start;
+	long step_us;
+	int inotify;    /* -1 not yet, -2 unusable */
+};
+
+static inline void nap(long us)
+{
+	struct timespec ts = { us / 1000000, us % 1000000 * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static inline void wait_a_little(struct waiter *w, const struct chan *c,
+			  msec_t deadline)
+{
+	char dir[sizeof(c->sa.sun_path)], buf[4096], *slash;
+
+	if (now_ms() - w->start < 200) {
+		nap(w->step_us);
+		if (w->step_us < 500)
+			w->step_us += w->step_us / 4 + 1;
+		return;
+	}
+	if (c->abstract || w->inotify == -2) {
+		nap(10000);
+		return;
+	}
+	if (w->inotify == -1) {
+		strcpy(dir, c->sa.sun_path);
+		slash = strrchr(dir, '/');
+		slash[slash == dir] = 0;      /* "/x" watches "/" */
+		w->inotify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (w->inotify >= 0 &&
+		    inotify_add_watch(w->inotify, dir, IN_CREATE | IN_MOVED_TO |
+				      IN_ATTRIB) < 0) {
+			close(w->inotify);
+			w->inotify = -2;
+		}
+		if (w->inotify < 0)
+			w->inotify = -2;
+		return;     /* try once more: it may have appeared meanwhile */
+	}
+	if (wait_fd(w->inotify, POLLIN, earlier(deadline, now_ms() + 1000)) > 0)
+		while (read(w->inotify, buf, sizeof(buf)) > 0)
+			;
+}
+
+/* Connects to the listener, waiting for it to appear until the deadline. */
+static inline int connect_chan(const struct chan *c, msec_t deadline,
+			       const char *whom)
+{
+	struct waiter w = { now_ms(), 20, -1 };
+	int fd = unix_socket(), last = 0;
+
+	for (;;) {
+		if (connect(fd, (const struct sockaddr *)&c->sa, c->salen) == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN)
+			err(ST_SYSTEM, "%s: cannot connect", c->label);
+		last = errno;
+		if (now_ms() >= deadline) {
+			if (last == ECONNREFUSED)
+				errx(ST_TIMEOUT, "%s: no %s listening (connection refused)",
+				     c->label, whom);
+			errx(ST_TIMEOUT, "%s: timed out waiting for a %s", c->label,
+			     whom);
+		}
+		wait_a_little(&w, c, deadline);
+	}
+	if (w.inotify >= 0)
+		close(w.inotify);
+	return fd;
+}
+
 /* ---- wire protocol, version 1 (documented in fdrecv.1, PROTOCOL) ---- */
 
 #define PROTO_VERSION 1
@@ -376,49 +626,61 @@ static inline void close_all(int *fds, size_t n)
 			close(fds[i]);
 }
 
-/* Sends len bytes, the descriptors riding on the first sendmsg; chunks
- * stay within CHUNK so a SEQPACKET reader never truncates. */
-static inline int send_all(int fd, const unsigned char *buf, size_t len,
-		    const int *fds, size_t nfds, msec_t deadline)
+/* One sendmsg without blocking, the descriptors riding along; the bytes
+ * sent, 0 when it would block, -1 on error. Chunks stay within CHUNK so a
+ * SEQPACKET reader never truncates. */
+static inline ssize_t send_some(int fd, const unsigned char *buf, size_t len,
+				const int *fds, size_t nfds)
 {
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
 	} ctl;
+	struct iovec iov = { (void *)buf, len > CHUNK ? CHUNK : len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t r;
 
-	while (len) {
-		struct iovec iov = { (void *)buf, len > CHUNK ? CHUNK : len };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t r;
+	if (nfds) {
+		struct cmsghdr *c;
 
-		if (nfds) {
-			struct cmsghdr *c;
-
-			memset(&ctl, 0, sizeof(ctl));
-			m.msg_control = ctl.buf;
-			m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-			c = CMSG_FIRSTHDR(&m);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-			memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-		}
+		memset(&ctl, 0, sizeof(ctl));
+		m.msg_control = ctl.buf;
+		m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	do
 		r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				return -1;
-			r = wait_fd(fd, POLLOUT, deadline);
-			if (r == 0)
-				errno = ETIMEDOUT;
-			if (r <= 0)
-				return -1;
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN)
+		return 0;
+	return r;
+}
+
+/* Sends len bytes, the descriptors riding on the first sendmsg. */
+static inline int send_all(int fd, const unsigned char *buf, size_t len,
+			   const int *fds, size_t nfds, msec_t deadline)
+{
+	while (len) {
+		ssize_t r = send_some(fd, buf, len, fds, nfds);
+		int w;
+
+		if (r < 0)
+			return -1;
+		if (r > 0) {
+			nfds = 0;
+			buf += r;
+			len -= (size_t)r;
 			continue;
 		}
-		nfds = 0;
-		buf += r;
-		len -= (size_t)r;
+		w = wait_fd(fd, POLLOUT, deadline);
+		if (w == 0)
+			errno = ETIMEDOUT;
+		if (w <= 0)
+			return -1;
 	}
 	return 0;
 }
@@ -525,7 +787,8 @@ static inline int inbox_take(struct inbox *ib, struct msghdr *m)
 	return 0;
 }
 
-/* Reads what is there; 1 data, 0 end of stream, -1 failure (ib->why). */
+/* Reads what is there; 1 data, 0 end of stream, -1 failure (ib->why),
+ * WOULD_BLOCK when nothing is there and the deadline is DONT_WAIT. */
 static inline int inbox_fill(struct inbox *ib, msec_t deadline)
 {
 	union {
@@ -575,6 +838,8 @@ static inline int inbox_fill(struct inbox *ib, msec_t deadline)
 			return 0;
 		if (errno != EAGAIN)
 			return inbox_fail(ib, "%s", strerror(errno));
+		if (deadline == DONT_WAIT)
+			return WOULD_BLOCK;
 		w = wait_fd(ib->fd, POLLIN, deadline);
 		if (w == 0)
 			return inbox_fail(ib, "timed out");
@@ -599,37 +864,39 @@ static inline int inbox_expect(struct inbox *ib, size_t maxfds)
 }
 
 /* Reads one whole frame: *type, payload at *p (valid until the next read).
- * 1 ok, 0 clean end of stream before any byte of it, -1 failure. */
-static inline int inbox_frame(struct inbox *ib, int *type, const unsigned char **p,
-		       uint32_t *len, msec_t deadline)
+ * 1 ok, 0 clean end of stream before any byte of it, -1 failure,
+ * WOULD_BLOCK (DONT_WAIT only: call again when readable). */
+static inline int inbox_frame(struct inbox *ib, int *type,
+			      const unsigned char **p, uint32_t *len,
+			      msec_t deadline)
 {
 	const char *bad;
+	size_t need = HDR_LEN;
 	int r;
 
-	while (ib->len - ib->off < HDR_LEN) {
-		r = inbox_fill(ib, deadline);
-		if (r <= 0) {
-			if (r == 0 && ib->len != ib->off)
-				return inbox_fail(ib, "connection closed in the middle of a frame");
-			return r;
+	for (;;) {
+		if (ib->len - ib->off >= HDR_LEN) {
+			if ((bad = check_header(ib->buf + ib->off)))
+				return inbox_fail(ib, "%s", bad);
+			need = HDR_LEN + get32(ib->buf + ib->off + 8);
 		}
-	}
-	if ((bad = check_header(ib->buf + ib->off)))
-		return inbox_fail(ib, "%s", bad);
-	*len = get32(ib->buf + ib->off + 8);
-	*type = ib->buf[ib->off + 5];
-	while (ib->len - ib->off < HDR_LEN + (size_t)*len) {
-		if (ib->cap - ib->len < CHUNK && ib->off) {
+		if (ib->len - ib->off >= need)
+			break;
+		if (ib->off && ib->cap - ib->len < CHUNK) {
 			memmove(ib->buf, ib->buf + ib->off, ib->len - ib->off);
 			ib->len -= ib->off;
 			ib->off = 0;
 		}
 		r = inbox_fill(ib, deadline);
+		if (r == 0 && ib->len != ib->off)
+			return inbox_fail(ib, "connection closed in the middle of a frame");
 		if (r <= 0)
-			return r < 0 ? -1 : inbox_fail(ib, "connection closed in the middle of a frame");
+			return r;
 	}
+	*type = ib->buf[ib->off + 5];
+	*len = (uint32_t)(need - HDR_LEN);
 	*p = ib->buf + ib->off + HDR_LEN;
-	ib->off += HDR_LEN + *len;
+	ib->off += need;
 	return 1;
 }
 

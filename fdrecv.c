@@ -6,14 +6,16 @@
 #include "common.h"
 
 static const char usage_text[] =
-	"Usage: fdrecv [-a] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS] [--json]\n"
-	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
+	"Usage: fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS]\n"
+	"              [--json] SOCKET [-- | --run] [COMMAND [ARG...]]\n"
 	"\n"
 	"Wait on SOCKET for one handoff of descriptors, place them at 3, 4, 5, ...\n"
 	"with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES set, and run COMMAND.\n"
 	"Without COMMAND, describe what arrived.\n"
 	"\n"
 	"  -a, --abstract         SOCKET is an abstract socket name\n"
+	"  -c, --connect          connect to a holder (fdsend --serve) on SOCKET\n"
+	"                         instead of listening there\n"
 	"  -n, --count N          accept only a handoff of exactly N descriptors\n"
 	"  -f, --fd N[,N...]      place the descriptors at these numbers instead\n"
 	"  -i, --stdin            place the descriptor at 0 (same as -f 0)\n"
@@ -33,6 +35,7 @@ struct receiver {
 	size_t ntargets;
 	size_t count;          /* 0: any */
 	int json;
+	int connect;           /* --connect: to a holder, instead of listening */
 	char **cmd;
 	msec_t timeout;
 };
@@ -92,6 +95,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	enum { OPT_JSON = 256 };
 	static const struct option opts[] = {
 		{ "abstract", no_argument, NULL, 'a' },
+		{ "connect", no_argument, NULL, 'c' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "fd", required_argument, NULL, 'f' },
 		{ "stdin", no_argument, NULL, 'i' },
@@ -107,9 +111,10 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 
 	memset(r, 0, sizeof(*r));
 	r->timeout = NO_DEADLINE;
-	while ((c = getopt_long(argc, argv, "+an:f:ioet:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+acn:f:ioet:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
+		case 'c': r->connect = 1; break;
 		case 'n':
 			r->count = parse_number(optarg, 1, MAX_FDS, "count");
 			break;
@@ -146,144 +151,6 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	if (r->cmd && !strchr(r->cmd[0], '/') && !on_path(r->cmd[0]))
 		errx(ST_NOT_FOUND, "%s: command not found", r->cmd[0]);
 	resolve_chan(&r->chan, argv[optind], abstract);
-}
-
-/* ---- the socket file ---- */
-
-/* Removed on SIGINT/SIGTERM/SIGHUP: a handler may only unlink and die. */
-static char bound_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
-
-static void on_signal(int sig)
-{
-	if (bound_path[0])
-		unlink(bound_path);
-	raise(sig);    /* SA_RESETHAND: this time it is fatal */
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESETHAND;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
-
-static void set_bound_path(const char *p)
-{
-	sigset_t all, old;
-
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	snprintf(bound_path, sizeof(bound_path), "%s", p);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-}
-
-static void remove_socket_file(void)
-{
-	if (bound_path[0]) {
-		unlink(bound_path);
-		set_bound_path("");
-	}
-}
-
-/* 1 when somebody listens at sa. */
-static int live_listener(const struct sockaddr_un *sa, socklen_t len)
-{
-	int fd = unix_socket();
-	int r = connect(fd, (const struct sockaddr *)sa, len);
-	int live = r == 0 || errno == EAGAIN;
-
-	close(fd);
-	return live;
-}
-
-/* Puts the listening socket bound at tmp into place at path: a waiting
- * sender never meets a half-set-up receiver, a stale socket is replaced,
- * a live one or anything that is not a socket is left alone. */
-static void move_into_place(const char *tmp, const struct chan *c)
-{
-	const char *path = c->sa.sun_path;
-	struct stat st;
-
-	for (;;) {
-		if (lstat(path, &st) < 0) {
-			if (errno != ENOENT)
-				break;
-			/* link fails if somebody else got there first */
-			if (link(tmp, path) == 0) {
-				set_bound_path(path);
-				unlink(tmp);
-				return;
-			}
-			if (errno == EEXIST)
-				continue;
-			break;
-		}
-		if (!S_ISSOCK(st.st_mode)) {
-			remove_socket_file();
-			errx(ST_SYSTEM, "%s: exists and is not a socket", c->label);
-		}
-		if (live_listener(&c->sa, c->salen)) {
-			remove_socket_file();
-			errx(ST_SYSTEM, "%s: in use by another receiver", c->label);
-		}
-		if (rename(tmp, path) == 0) {
-			set_bound_path(path);
-			return;
-		}
-		break;
-	}
-	warn("%s", c->label);
-	remove_socket_file();
-	exit(ST_SYSTEM);
-}
-
-static int listen_chan(const struct chan *c)
-{
-	int fd = unix_socket();
-	struct sockaddr_un tmp = c->sa;
-	socklen_t tlen = c->salen;
-	mode_t old;
-	int r;
-
-	if (c->abstract) {
-		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
-			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another receiver"
-							  : "%s: bind", c->label);
-		if (listen(fd, SOMAXCONN) < 0)
-			err(ST_SYSTEM, "%s: listen", c->label);
-		return fd;
-	}
-	{
-		/* the temporary name lives beside the final one, for rename(2) */
-		const char *slash = strrchr(c->sa.sun_path, '/');
-		int dirlen = slash ? (int)(slash - c->sa.sun_path + 1) : 0;
-		int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdrecv.%d",
-				 dirlen, c->sa.sun_path, (int)getpid());
-
-		if (n >= (int)sizeof(tmp.sun_path))
-			errx(ST_USAGE, "%s: path too long for the temporary name next to it",
-			     c->label);
-		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-	}
-	unlink(tmp.sun_path);   /* ours by pid, if a crash left it */
-	old = umask(0177);      /* 0600 from birth: chmod on a socket fd does nothing */
-	r = bind(fd, (const struct sockaddr *)&tmp, tlen);
-	umask(old);
-	if (r < 0)
-		err(ST_SYSTEM, "%s: bind", c->label);
-	set_bound_path(tmp.sun_path);
-	if (listen(fd, SOMAXCONN) < 0) {
-		warn("%s: listen", c->label);
-		remove_socket_file();
-		exit(ST_SYSTEM);
-	}
-	move_into_place(tmp.sun_path, c);
-	return fd;
 }
 
 /* ---- receiving ---- */
@@ -456,19 +323,15 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 		struct inbox ib;
 		int conn, w = wait_fd(lfd, POLLIN, deadline);
 
-		if (w == 0) {
-			remove_socket_file();
-			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
-			     r->chan.label);
-		}
+		if (w == 0)
+			fail_cleanly(ST_TIMEOUT, 0, "%s: timed out waiting for a sender",
+				     r->chan.label);
 		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
 					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
 			    errno == ECONNABORTED)
 				continue;
-			warn("%s: accept", r->chan.label);
-			remove_socket_file();
-			exit(ST_SYSTEM);
+			fail_cleanly(ST_SYSTEM, 1, "%s: accept", r->chan.label);
 		}
 		inbox_init(&ib, conn);
 		if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
@@ -636,22 +499,29 @@ int main(int argc, char **argv)
 	int *targets;
 
 	parse_args(&r, argc, argv);
-	if (r.chan.inherited >= 0) {
+	if (r.chan.inherited >= 0 || r.connect) {
+		msec_t deadline = deadline_after(r.timeout);
 		struct inbox ib;
 
 		conn = r.chan.inherited;
+		if (r.connect && conn < 0) {
+			conn = connect_chan(&r.chan, deadline, "holder");
+			deadline = earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
+		}
 		inbox_init(&ib, conn);
-		if (recv_handoff(&r, &ib, &h, deadline_after(r.timeout)) < 0)
+		if (recv_handoff(&r, &ib, &h, deadline) < 0)
 			errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
 			     "%s: %s", r.chan.label,
 			     ib.why[0] ? ib.why : "sender closed the connection");
 		inbox_free(&ib);
 	} else {
-		catch_signals();
-		lfd = listen_chan(&r.chan);
+		int slot;
+
+		catch_signals(1);
+		lfd = listen_chan(&r.chan, SOMAXCONN, &slot);
 		conn = accept_handoff(&r, lfd, &h, deadline_after(r.timeout));
 		close(lfd);
-		remove_socket_file();
+		remove_file(slot);
 	}
 	targets = r.targets;
 	if (!targets) {

@@ -1,38 +1,97 @@
 /* SPDX-License-Identifier: MIT */
-/* fdsend: hand this process's open descriptors to a receiver over AF_UNIX. */
+/* fdsend: hand open descriptors to a receiver over AF_UNIX, once or, as a
+ * holder, to every receiver that comes. */
 #include <getopt.h>
+#include <sys/syscall.h>
 #include "common.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
-	"              [-f N] SOCKET [FD...]\n"
+	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N]] [--backlog N]\n"
+	"              SOCKET [FD...]\n"
 	"\n"
 	"Send descriptors FD... (default: 0) to the fdrecv listening on SOCKET, in one\n"
-	"handoff, and wait until it holds them all.\n"
+	"handoff, and wait until it holds them all; with --serve, listen on SOCKET and\n"
+	"hand copies of them to every fdrecv --connect that comes.\n"
 	"\n"
 	"  -a, --abstract         SOCKET is an abstract socket name\n"
 	"  -b, --blocking         accepted for compatibility; waiting is the default\n"
-	"  -f, --fd N             send descriptor N (repeatable)\n"
+	"  -f, --fd FD            send FD (repeatable), like an FD operand\n"
 	"      --fdname NAME[:NAME...]\n"
 	"                         names of the descriptors, in order\n"
 	"      --no-ack           send at once, wait for no answer (plain receivers)\n"
 	"  -t, --timeout SECONDS  bound every wait (default: wait for the receiver\n"
 	"                         forever, for each answer 10 seconds)\n"
+	"  -L, --listen-fds       send the descriptors of socket activation\n"
+	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
+	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
+	"  -d, --dup              with --pid: duplicate them (pidfd_getfd) instead of\n"
+	"                         reopening /proc/PID/fd/FD\n"
+	"      --serve            hold the descriptors and serve every receiver\n"
+	"      --count N          with --serve: stop after N handoffs\n"
+	"      --backlog N        listen backlog for tcp:, unix: and --serve sockets\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
 	"\n"
+	"FD: a descriptor number, or a socket to create and listen on: tcp:HOST:PORT,\n"
+	"tcp:[IPV6]:PORT, udp:HOST:PORT, unix:PATH.\n"
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
 	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
 
+enum { SRC_FD, SRC_SPEC, SRC_MADE };
+
+struct source {
+	int kind;
+	int fd;                 /* SRC_SPEC: -1 until made */
+	const char *spec;       /* as written, for messages */
+	char name[NAME_MAX_LEN + 1];
+};
+
 struct sender {
 	struct chan chan;
-	int *fds;
-	size_t nfds;
-	char **names;
+	struct source *src;
+	size_t nsrc;
+	int *fds;               /* the descriptors to send, in order */
+	char **names;           /* --fdname entries; "" keeps the default */
 	size_t nnames;
-	int noack;
+	int noack, serve, dup;
+	pid_t pid;
+	unsigned long count;    /* --serve: handoffs before stopping; 0 = no end */
+	int backlog;
 	msec_t timeout;
 };
+
+static void add_source(struct sender *s, int kind, int fd, const char *spec,
+		       const char *name)
+{
+	struct source *e;
+
+	s->src = realloc(s->src, (s->nsrc + 1) * sizeof(*s->src));
+	if (!s->src)
+		err(ST_SYSTEM, "realloc");
+	e = &s->src[s->nsrc++];
+	e->kind = kind;
+	e->fd = fd;
+	e->spec = spec;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+}
+
+static void add_operand(struct sender *s, const char *arg)
+{
+	if (!strncmp(arg, "tcp:", 4) || !strncmp(arg, "udp:", 4) ||
+	    !strncmp(arg, "unix:", 5))
+		add_source(s, SRC_SPEC, -1, arg, "");
+	else
+		add_source(s, SRC_FD, (int)parse_number(arg, 0, INT_MAX,
+					"descriptor number"), arg, "");
+}
 
 static void add_names(struct sender *s, const char *arg)
 {
@@ -40,10 +99,10 @@ static void add_names(struct sender *s, const char *arg)
 
 	if (!copy)
 		err(ST_SYSTEM, "strdup");
-	/* strsep keeps empty fields: "a::c" names the second one nothing */
+	/* strsep keeps empty fields: "a::c" leaves the second one's default */
 	while ((tok = strsep(&p, ":"))) {
 		if (!name_ok(tok, strlen(tok)))
-			usage_error("invalid descriptor name: '%s' (1..%d printable characters, no ':')",
+			usage_error("invalid descriptor name: '%s' (at most %d printable characters, no ':')",
 				    tok, NAME_MAX_LEN);
 		s->names = realloc(s->names, (s->nnames + 1) * sizeof(*s->names));
 		if (!s->names)
@@ -52,19 +111,46 @@ static void add_names(struct sender *s, const char *arg)
 	}
 }
 
-static void add_fd(struct sender *s, const char *arg)
+/* -L: the descriptors socket activation gave this process, at 3, 4, ... */
+static void add_activated(struct sender *s)
 {
-	int fd = (int)parse_number(arg, 0, INT_MAX, "descriptor number");
+	const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	const char *names = getenv("LISTEN_FDNAMES");
+	char *end;
+	long n, p;
 
-	s->fds = realloc(s->fds, (s->nfds + 1) * sizeof(*s->fds));
-	if (!s->fds)
-		err(ST_SYSTEM, "realloc");
-	s->fds[s->nfds++] = fd;
+	if (!fds || !pid)
+		errx(ST_USAGE, "--listen-fds: LISTEN_FDS and LISTEN_PID are not set (not socket-activated)");
+	errno = 0;
+	p = strtol(pid, &end, 10);
+	if (*end || errno || p != (long)getpid())
+		errx(ST_USAGE, "--listen-fds: LISTEN_PID is '%s', not this process (%d)",
+		     pid, (int)getpid());
+	n = strtol(fds, &end, 10);
+	if (*end || errno || n < 1 || n > (long)MAX_FDS)
+		errx(ST_USAGE, "--listen-fds: invalid LISTEN_FDS: '%s'", fds);
+	for (long i = 0; i < n; i++) {
+		size_t l = names ? strcspn(names, ":") : 0;
+		char name[NAME_MAX_LEN + 1];
+
+		if (fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC) < 0)
+			errx(ST_USAGE, "--listen-fds: fd %ld: not open", 3 + i);
+		snprintf(name, sizeof(name), "%.*s", (int)l, names ? names : "");
+		if (!name_ok(name, strlen(name)) || !strcmp(name, "unknown"))
+			name[0] = 0;
+		add_source(s, SRC_MADE, 3 + (int)i, "--listen-fds", name);
+		if (names)
+			names = names[l] ? names + l + 1 : NULL;
+	}
+	/* passed on, they would mislead the next program */
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
 }
 
 static void parse_args(struct sender *s, int argc, char **argv)
 {
-	enum { OPT_FDNAME = 256, OPT_NOACK };
+	enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG };
 	static const struct option opts[] = {
 		{ "abstract", no_argument, NULL, 'a' },
 		{ "blocking", no_argument, NULL, 'b' },
@@ -72,6 +158,12 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		{ "fdname", required_argument, NULL, OPT_FDNAME },
 		{ "no-ack", no_argument, NULL, OPT_NOACK },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "listen-fds", no_argument, NULL, 'L' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "dup", no_argument, NULL, 'd' },
+		{ "serve", no_argument, NULL, OPT_SERVE },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "backlog", required_argument, NULL, OPT_BACKLOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -80,14 +172,27 @@ static void parse_args(struct sender *s, int argc, char **argv)
 
 	memset(s, 0, sizeof(*s));
 	s->timeout = NO_DEADLINE;
-	while ((c = getopt_long(argc, argv, "+abf:t:hV", opts, NULL)) != -1) {
+	s->backlog = SOMAXCONN;
+	while ((c = getopt_long(argc, argv, "abf:t:Lp:dhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
 		case 'b': break;
-		case 'f': add_fd(s, optarg); break;
+		case 'f': add_operand(s, optarg); break;
 		case OPT_FDNAME: add_names(s, optarg); break;
 		case OPT_NOACK: s->noack = 1; break;
 		case 't': s->timeout = parse_timeout(optarg); break;
+		case 'L': add_activated(s); break;
+		case 'p':
+			s->pid = (pid_t)parse_number(optarg, 1, INT_MAX, "pid");
+			break;
+		case 'd': s->dup = 1; break;
+		case OPT_SERVE: s->serve = 1; break;
+		case OPT_COUNT:
+			s->count = parse_number(optarg, 1, ULONG_MAX, "count");
+			break;
+		case OPT_BACKLOG:
+			s->backlog = (int)parse_number(optarg, 1, INT_MAX, "backlog");
+			break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': puts("fdsend " VERSION); exit(ST_OK);
 		default:
@@ -98,124 +203,174 @@ static void parse_args(struct sender *s, int argc, char **argv)
 	if (optind >= argc)
 		usage_error("missing SOCKET");
 	for (int i = optind + 1; i < argc; i++)
-		add_fd(s, argv[i]);
-	if (!s->nfds)
-		add_fd(s, "0");
-	if (s->nnames > s->nfds)
-		usage_error("%zu names for %zu descriptors", s->nnames, s->nfds);
-	for (size_t i = 0; i < s->nfds; i++)
-		if (fcntl(s->fds[i], F_GETFD) < 0)
-			errx(ST_USAGE, "fd %d: not open", s->fds[i]);
+		add_operand(s, argv[i]);
+	if (!s->nsrc)
+		add_operand(s, "0");
+	if (s->nnames > s->nsrc)
+		usage_error("%zu names for %zu descriptors", s->nnames, s->nsrc);
+	if (s->dup && !s->pid)
+		usage_error("--dup goes with --pid");
+	if (s->count && !s->serve)
+		usage_error("--count goes with --serve");
 	resolve_chan(&s->chan, argv[optind], abstract);
+	if (s->serve && s->chan.inherited >= 0)
+		usage_error("--serve listens: it needs a PATH, @NAME or NAME, not %s",
+			    s->chan.label);
 }
 
-/* Paces connection attempts: fine steps at first, so a receiver starting
- * alongside is met at once; then inotify on the directory (its teardown
- * costs milliseconds, so only long waits pay it); 10 ms polling where
- * nothing can be watched (abstract names, a directory not there yet). */
-struct waiter {
-	msec_t start;
-	long step_us;
-	int inotify;    /* -1 not yet, -2 unusable */
-};
+/* ---- where descriptors come from ---- */
 
-static void nap(long us)
+/* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket. */
+static int make_socket(const char *spec, int backlog, char *name)
 {
-	struct timespec ts = { us / 1000000, us % 1000000 * 1000 };
+	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1, slot;
+	const char *hp = spec + 4, *colon;
+	char host[INET6_ADDRSTRLEN + 2];
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	} a;
+	socklen_t alen;
+	unsigned long port;
 
-	nanosleep(&ts, NULL);
-}
+	if (spec[0] == 'u' && spec[1] == 'n') {
+		struct chan c;
 
-static void wait_a_little(struct waiter *w, const struct chan *c,
-			  msec_t deadline)
-{
-	char dir[sizeof(c->sa.sun_path)], buf[4096], *slash;
-
-	if (now_ms() - w->start < 200) {
-		nap(w->step_us);
-		if (w->step_us < 500)
-			w->step_us += w->step_us / 4 + 1;
-		return;
+		resolve_chan(&c, spec + 5, 0);
+		if (c.inherited >= 0)
+			usage_error("%s: not a path or @name", spec);
+		strcpy(name, "unix");
+		return listen_chan(&c, backlog, &slot);
 	}
-	if (c->abstract || w->inotify == -2) {
-		nap(10000);
-		return;
+	colon = strrchr(hp, ':');
+	if (!colon || (size_t)(colon - hp) >= sizeof(host))
+		usage_error("%s: expected %.3s:HOST:PORT", spec, spec);
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
+	port = parse_number(colon + 1, 0, 65535, "port");
+	memset(&a, 0, sizeof(a));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = 0;
+		a.in6.sin6_family = AF_INET6;
+		a.in6.sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &a.in6.sin6_addr) != 1)
+			usage_error("%s: not a numeric IPv6 address", spec);
+		alen = sizeof(a.in6);
+	} else {
+		a.in.sin_family = AF_INET;
+		a.in.sin_port = htons((uint16_t)port);
+		if (strcmp(host, "*") && *host &&
+		    inet_pton(AF_INET, host, &a.in.sin_addr) != 1)
+			usage_error("%s: not a numeric IPv4 address (write IPv6 as [::1])",
+				    spec);
+		alen = sizeof(a.in);
 	}
-	if (w->inotify == -1) {
-		strcpy(dir, c->sa.sun_path);
-		slash = strrchr(dir, '/');
-		slash[slash == dir] = 0;      /* "/x" watches "/" */
-		w->inotify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (w->inotify >= 0 &&
-		    inotify_add_watch(w->inotify, dir, IN_CREATE | IN_MOVED_TO |
-				      IN_ATTRIB) < 0) {
-			close(w->inotify);
-			w->inotify = -2;
-		}
-		if (w->inotify < 0)
-			w->inotify = -2;
-		return;     /* try once more: it may have appeared meanwhile */
-	}
-	if (wait_fd(w->inotify, POLLIN, earlier(deadline, now_ms() + 1000)) > 0)
-		while (read(w->inotify, buf, sizeof(buf)) > 0)
-			;
-}
-
-/* Connects to the receiver, waiting for it to appear until the deadline. */
-static int connect_receiver(const struct chan *c, msec_t deadline)
-{
-	struct waiter w = { now_ms(), 20, -1 };
-	int fd = unix_socket(), last = 0;
-
-	for (;;) {
-		if (connect(fd, (const struct sockaddr *)&c->sa, c->salen) == 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN)
-			err(ST_SYSTEM, "%s: cannot connect", c->label);
-		last = errno;
-		if (now_ms() >= deadline) {
-			if (last == ECONNREFUSED)
-				errx(ST_TIMEOUT, "%s: no receiver listening (connection refused)",
-				     c->label);
-			errx(ST_TIMEOUT, "%s: timed out waiting for a receiver",
-			     c->label);
-		}
-		wait_a_little(&w, c, deadline);
-	}
-	if (w.inotify >= 0)
-		close(w.inotify);
+	fd = socket(a.sa.sa_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		err(ST_SYSTEM, "%s: socket", spec);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, &a.sa, alen) < 0)
+		fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
+			     errno == EADDRINUSE ? "%s: address already in use" : "%s: bind",
+			     spec);
+	if (!udp && listen(fd, backlog) < 0)
+		fail_cleanly(ST_SYSTEM, 1, "%s: listen", spec);
+	alen = sizeof(a);
+	getsockname(fd, &a.sa, &alen);
+	snprintf(name, NAME_MAX_LEN + 1, "%s-%u", udp ? "udp" : "tcp",
+		 ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port));
 	return fd;
 }
 
-/* The OFFER frame: count, flags, then the names, each NUL-terminated. */
-static unsigned char *build_offer(const struct sender *s, size_t *len)
+/* Takes descriptor num out of process pid: a duplicate sharing its open
+ * file description (pidfd_getfd), or the file opened afresh via /proc. */
+static int take_from_pid(pid_t pid, int num, int dup)
 {
-	size_t nlen = 0, off;
-	unsigned char *b;
+	char path[64], info[256];
+	int pidfd, fd, fl = O_RDONLY;
+	FILE *f;
 
-	for (size_t i = 0; i < s->nfds; i++)
-		nlen += (i < s->nnames ? strlen(s->names[i]) : 0) + 1;
-	*len = HDR_LEN + 12 + nlen;
-	/* room for the first FDS frame, sent along in --no-ack mode */
-	b = malloc(*len + HDR_LEN + 4);
-	if (!b)
-		err(ST_SYSTEM, "malloc");
-	put_header(b, T_OFFER, (uint32_t)(12 + nlen));
-	put32(b + HDR_LEN, (uint32_t)s->nfds);
-	put32(b + HDR_LEN + 4, s->noack ? F_NOACK : 0);
-	put32(b + HDR_LEN + 8, (uint32_t)nlen);
-	off = HDR_LEN + 12;
-	for (size_t i = 0; i < s->nfds; i++) {
-		const char *n = i < s->nnames ? s->names[i] : "";
-		size_t l = strlen(n) + 1;
-
-		memcpy(b + off, n, l);
-		off += l;
+	if (dup) {
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pidfd < 0)
+			errx(errno == ESRCH ? ST_USAGE : ST_SYSTEM, "pid %d: %s", (int)pid,
+			     errno == ESRCH ? "no such process" : strerror(errno));
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, num, 0);
+		if (fd < 0 && errno == EPERM)
+			errx(ST_SYSTEM, "pid %d: not permitted to take its descriptors (this needs ptrace access to it: the same user with kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE)",
+			     (int)pid);
+		if (fd < 0)
+			errx(errno == EBADF ? ST_USAGE : ST_SYSTEM, "pid %d: fd %d: %s",
+			     (int)pid, num, errno == EBADF ? "not open" : strerror(errno));
+		close(pidfd);
+		return fd;   /* pidfd_getfd makes it close-on-exec */
 	}
-	return b;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, num);
+	if ((f = fopen(path, "re"))) {
+		while (fgets(info, sizeof(info), f))
+			if (sscanf(info, "flags: %o", (unsigned *)&fl) == 1)
+				break;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, num);
+	fd = open(path, (fl & (O_ACCMODE | O_APPEND)) | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0)
+		return fd;
+	if (errno == ENXIO)
+		errx(ST_USAGE, "pid %d: fd %d is a socket, which cannot be reopened: use --dup",
+		     (int)pid, num);
+	if (errno == ENOENT)
+		errx(ST_USAGE, "pid %d: fd %d: %s", (int)pid, num,
+		     kill(pid, 0) < 0 && errno == ESRCH ? "no such process" : "not open");
+	if (errno == EACCES || errno == EPERM)
+		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
+		     (int)pid, num);
+	err(ST_SYSTEM, "pid %d: fd %d", (int)pid, num);
 }
+
+/* Turns every source into a descriptor, in order. */
+static void gather(struct sender *s)
+{
+	s->fds = malloc(s->nsrc * sizeof(int));
+	if (!s->fds)
+		err(ST_SYSTEM, "malloc");
+	for (size_t i = 0; i < s->nsrc; i++) {
+		struct source *e = &s->src[i];
+
+		if (e->kind == SRC_SPEC)
+			e->fd = make_socket(e->spec, s->backlog, e->name);
+		else if (e->kind == SRC_FD && s->pid)
+			e->fd = take_from_pid(s->pid, e->fd, s->dup);
+		else if (e->kind == SRC_FD && fcntl(e->fd, F_GETFD) < 0)
+			fail_cleanly(ST_USAGE, 0, "fd %d: not open", e->fd);
+		if (i < s->nnames && *s->names[i])
+			snprintf(e->name, sizeof(e->name), "%s", s->names[i]);
+		s->fds[i] = e->fd;
+	}
+}
+
+/* ---- the handoff, one peer at a time or many at once ---- */
+
+enum { S_OFFER, S_GO, S_FDS, S_HELD, S_DONE };
+
+struct peer {
+	int fd;
+	int state;
+	size_t off;             /* bytes of the current frame sent */
+	size_t done;            /* descriptors sent */
+	short events;           /* what it waits for */
+	msec_t deadline;
+	int status;             /* exit status that goes with why */
+	char why[1100];
+	struct inbox ib;
+};
+
+struct offer_msg {
+	unsigned char *buf;
+	size_t len;             /* what the first sendmsg carries */
+	size_t first;           /* descriptors riding on it (--no-ack) */
+};
 
 static void fds_frame(unsigned char *b, size_t n)
 {
@@ -223,115 +378,319 @@ static void fds_frame(unsigned char *b, size_t n)
 	put32(b + HDR_LEN, (uint32_t)n);
 }
 
-/* Reads the receiver's answer; returns the frame type or exits. */
-static int read_answer(const struct sender *s, struct inbox *ib,
-		       const unsigned char **p, uint32_t *len, msec_t deadline)
+/* The OFFER frame: count, flags, names each NUL-terminated. With --no-ack
+ * the first FDS frame joins it, so a plain receiver's single recvmsg gets
+ * the descriptors. */
+static void build_offer(const struct sender *s, struct offer_msg *m)
 {
-	const char *label = s->chan.label;
-	int type = 0, r = inbox_frame(ib, &type, p, len, deadline);
+	size_t nlen = 0, off;
 
-	if (r == 0)
-		errx(ST_HANDOFF, "%s: receiver closed the connection without answering",
-		     label);
-	if (r < 0 && !strcmp(ib->why, "timed out"))
-		errx(ST_TIMEOUT, "%s: no answer from receiver (timed out)", label);
-	if (r < 0)
-		errx(ST_HANDOFF, "%s: bad answer from receiver: %s", label, ib->why);
-	if (ib->nfds)
-		errx(ST_HANDOFF, "%s: bad answer from receiver: descriptors attached to it",
-		     label);
-	if (type == T_REFUSED)
-		errx(ST_HANDOFF, "%s: refused by receiver: %.*s", label,
-		     (int)(*len > 1024 ? 1024 : *len), (const char *)*p);
-	return type;
+	for (size_t i = 0; i < s->nsrc; i++)
+		nlen += strlen(s->src[i].name) + 1;
+	m->len = HDR_LEN + 12 + nlen;
+	m->buf = malloc(m->len + HDR_LEN + 4);
+	if (!m->buf)
+		err(ST_SYSTEM, "malloc");
+	put_header(m->buf, T_OFFER, (uint32_t)(12 + nlen));
+	put32(m->buf + HDR_LEN, (uint32_t)s->nsrc);
+	put32(m->buf + HDR_LEN + 4, s->noack ? F_NOACK : 0);
+	put32(m->buf + HDR_LEN + 8, (uint32_t)nlen);
+	off = HDR_LEN + 12;
+	for (size_t i = 0; i < s->nsrc; i++) {
+		size_t l = strlen(s->src[i].name) + 1;
+
+		memcpy(m->buf + off, s->src[i].name, l);
+		off += l;
+	}
+	m->first = 0;
+	if (s->noack && m->len + HDR_LEN + 4 <= CHUNK) {
+		m->first = s->nsrc < FDS_PER_MSG ? s->nsrc : FDS_PER_MSG;
+		fds_frame(m->buf + m->len, m->first);
+		m->len += HDR_LEN + 4;
+	}
 }
 
-/* On a failed send the receiver may have said why before it hung up. */
-static void send_failed(const struct sender *s, struct inbox *ib,
-			msec_t deadline)
+static int peer_fail(struct peer *p, int status, const char *fmt, ...)
 {
-	const unsigned char *p;
-	uint32_t len;
-	int e = errno;
+	va_list ap;
 
-	if (e == ETIMEDOUT)
-		errx(ST_TIMEOUT, "%s: receiver stopped reading (timed out)",
-		     s->chan.label);
+	va_start(ap, fmt);
+	vsnprintf(p->why, sizeof(p->why), fmt, ap);
+	va_end(ap);
+	p->status = status;
+	return -1;
+}
+
+/* A send failed: the receiver may have said why before it hung up. */
+static int send_failed(struct peer *p)
+{
+	const unsigned char *pl;
+	uint32_t len;
+	int type, e = errno;
+
 	if (e == EPIPE || e == ECONNRESET) {
-		read_answer(s, ib, &p, &len, earlier(deadline, now_ms() + 100));
-		errx(ST_HANDOFF, "%s: receiver closed the connection", s->chan.label);
+		if (inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT) == 1 &&
+		    type == T_REFUSED)
+			return peer_fail(p, ST_HANDOFF, "refused by receiver: %.*s",
+					 (int)(len > 1024 ? 1024 : len), (const char *)pl);
+		return peer_fail(p, ST_HANDOFF, "receiver closed the connection");
 	}
 	if (e == ETOOMANYREFS)
-		errx(ST_SYSTEM, "%s: too many descriptors in flight at once (ETOOMANYREFS: the limit is RLIMIT_NOFILE)",
-		     s->chan.label);
-	errno = e;
-	err(ST_SYSTEM, "%s: send", s->chan.label);
+		return peer_fail(p, ST_SYSTEM, "too many descriptors in flight (ETOOMANYREFS: more than RLIMIT_NOFILE allows)");
+	return peer_fail(p, ST_SYSTEM, "send: %s", strerror(e));
 }
 
-static msec_t answer_deadline(msec_t deadline)
+static int read_answer(struct peer *p, size_t nfds)
 {
-	return earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
+	const unsigned char *pl;
+	uint32_t len;
+	int type = 0, r = inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT);
+
+	if (r == WOULD_BLOCK) {
+		p->events = POLLIN;
+		return 0;
+	}
+	if (r == 0)
+		return peer_fail(p, ST_HANDOFF, "receiver closed the connection without answering");
+	if (r < 0)
+		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
+	if (p->ib.nfds)
+		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: descriptors attached to it");
+	if (type == T_REFUSED)
+		return peer_fail(p, ST_HANDOFF, "refused by receiver: %.*s",
+				 (int)(len > 1024 ? 1024 : len), (const char *)pl);
+	if (p->state == S_GO && type != T_GO)
+		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected the go-ahead");
+	if (p->state == S_HELD && (type != T_HELD || len < 4 || get32(pl) != nfds))
+		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected held");
+	p->state = p->state == S_GO ? S_FDS : S_DONE;
+	return 1;
+}
+
+/* Moves a handoff on as far as it goes without blocking: 1 done, 0 waiting
+ * for p->events, -1 failed (p->why, p->status). */
+static int step(const struct sender *s, const struct offer_msg *m, struct peer *p)
+{
+	unsigned char fr[HDR_LEN + 4];
+	ssize_t r;
+
+	for (;;) {
+		switch (p->state) {
+		case S_OFFER:
+			r = send_some(p->fd, m->buf + p->off, m->len - p->off,
+				      s->fds, p->off ? 0 : m->first);
+			if (r <= 0)
+				break;
+			if ((p->off += (size_t)r) == m->len) {
+				p->off = 0;
+				p->done = m->first;
+				p->state = s->noack ? S_FDS : S_GO;
+			}
+			continue;
+		case S_GO:
+		case S_HELD:
+			if ((r = read_answer(p, s->nsrc)) <= 0)
+				return (int)r;
+			if (p->state == S_DONE)
+				return 1;
+			continue;
+		case S_FDS: {
+			size_t n = s->nsrc - p->done;
+
+			if (!n) {
+				p->state = s->noack ? S_DONE : S_HELD;
+				if (s->noack)
+					return 1;
+				continue;
+			}
+			if (n > FDS_PER_MSG)
+				n = FDS_PER_MSG;
+			fds_frame(fr, n);
+			r = send_some(p->fd, fr + p->off, sizeof(fr) - p->off,
+				      s->fds + p->done, p->off ? 0 : n);
+			if (r <= 0)
+				break;
+			if ((p->off += (size_t)r) == sizeof(fr)) {
+				p->off = 0;
+				p->done += n;
+			}
+			continue;
+		}
+		default:
+			return 1;
+		}
+		/* a send that did not go */
+		if (r < 0)
+			return send_failed(p);
+		p->events = POLLOUT;
+		return 0;
+	}
+}
+
+static void peer_init(struct peer *p, int fd, msec_t deadline)
+{
+	memset(p, 0, sizeof(*p));
+	p->fd = fd;
+	p->deadline = deadline;
+	inbox_init(&p->ib, fd);
+	p->ib.maxfds = 0;   /* an answer carries no descriptors */
+}
+
+static void peer_timed_out(struct peer *p)
+{
+	peer_fail(p, ST_TIMEOUT, p->events == POLLOUT
+		  ? "receiver stopped reading (timed out)"
+		  : "no answer from receiver (timed out)");
 }
 
 /* One handoff on a connected socket; exits with a message on failure. */
-static void hand_over(const struct sender *s, int conn, msec_t deadline)
+static void hand_over(const struct sender *s, const struct offer_msg *m,
+		      int conn, msec_t deadline)
 {
-	unsigned char *offer, fr[HDR_LEN + 4];
-	size_t olen, first = s->nfds < FDS_PER_MSG ? s->nfds : FDS_PER_MSG;
-	size_t done = 0;
-	struct inbox ib;
-	const unsigned char *p;
-	uint32_t len;
+	struct peer p;
+	int r;
 
-	inbox_init(&ib, conn);
-	ib.maxfds = 0;   /* an answer carries no descriptors */
-	offer = build_offer(s, &olen);
-	if (s->noack && olen + HDR_LEN + 4 <= CHUNK) {
-		/* one message, so a plain receiver's single recvmsg gets them */
-		fds_frame(offer + olen, first);
-		if (send_all(conn, offer, olen + HDR_LEN + 4, s->fds, first,
-			     deadline) < 0)
-			send_failed(s, &ib, deadline);
-		done = first;
-	} else if (send_all(conn, offer, olen, NULL, 0, deadline) < 0) {
-		send_failed(s, &ib, deadline);
+	peer_init(&p, conn, deadline);
+	while ((r = step(s, m, &p)) == 0) {
+		if (wait_fd(conn, p.events,
+			    earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) <= 0) {
+			peer_timed_out(&p);
+			r = -1;
+			break;
+		}
 	}
-	free(offer);
-	if (!s->noack &&
-	    read_answer(s, &ib, &p, &len, answer_deadline(deadline)) != T_GO)
-		errx(ST_HANDOFF, "%s: bad answer from receiver: expected go-ahead",
-		     s->chan.label);
-	while (done < s->nfds) {
-		size_t n = s->nfds - done;
+	if (r < 0)
+		fail_cleanly(p.status, 0, "%s: %s", s->chan.label, p.why);
+	inbox_free(&p.ib);
+}
 
-		if (n > FDS_PER_MSG)
-			n = FDS_PER_MSG;
-		fds_frame(fr, n);
-		if (send_all(conn, fr, sizeof(fr), s->fds + done, n, deadline) < 0)
-			send_failed(s, &ib, deadline);
-		done += n;
+static void drop_peer(struct peer *p, const char *label)
+{
+	if (p->status) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
+			cr.pid = 0;
+		warnx("%s: receiver pid %d: %s", label, (int)cr.pid, p->why);
 	}
-	if (!s->noack) {
-		if (read_answer(s, &ib, &p, &len, answer_deadline(deadline)) != T_HELD ||
-		    len < 4 || get32(p) != s->nfds)
-			errx(ST_HANDOFF, "%s: bad answer from receiver: expected held",
-			     s->chan.label);
+	inbox_free(&p->ib);
+	close(p->fd);
+}
+
+#define MAX_PEERS 512
+
+/* --serve: every receiver that connects gets copies of the descriptors;
+ * handoffs go on side by side, each bounded by the per-peer timeout. */
+static int serve(const struct sender *s, const struct offer_msg *m)
+{
+	static struct peer peers[MAX_PEERS];
+	struct pollfd pf[MAX_PEERS + 1];
+	msec_t per_peer = s->timeout == NO_DEADLINE ? PEER_TIMEOUT_MS : s->timeout;
+	unsigned long served = 0;
+	size_t np = 0;
+	sigset_t stop, none;
+	int slot, lfd;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop, &none);
+	catch_signals(0);
+	lfd = listen_chan(&s->chan, s->backlog, &slot);
+	while (!stop_signal && (!s->count || served < s->count)) {
+		msec_t next = NO_DEADLINE, now;
+		struct timespec ts, *tsp = NULL;
+		size_t k = 0, lidx = np;
+		int r;
+
+		for (size_t i = 0; i < np; i++) {
+			pf[i] = (struct pollfd){ .fd = peers[i].fd, .events = peers[i].events };
+			next = earlier(next, peers[i].deadline);
+		}
+		/* at the limit, newcomers wait in the backlog */
+		pf[np] = (struct pollfd){ .fd = np < MAX_PEERS ? lfd : -1, .events = POLLIN };
+		if (next != NO_DEADLINE) {
+			msec_t left = next - now_ms();
+
+			if (left < 0)
+				left = 0;
+			ts.tv_sec = left / 1000;
+			ts.tv_nsec = left % 1000 * 1000000;
+			tsp = &ts;
+		}
+		r = ppoll(pf, np + 1, tsp, &none);
+		if (r < 0 && errno != EINTR)
+			fail_cleanly(ST_SYSTEM, 1, "poll");
+		now = now_ms();
+		for (size_t i = 0; i < np; i++) {
+			struct peer *p = &peers[i];
+			int st = 0;
+
+			if (r > 0 && pf[i].revents)
+				st = step(s, m, p);
+			else if (now >= p->deadline) {
+				peer_timed_out(p);
+				st = -1;
+			}
+			if (st == 0) {
+				peers[k++] = *p;
+				continue;
+			}
+			served += st > 0;
+			drop_peer(p, s->chan.label);
+		}
+		np = k;
+		if (r > 0 && (pf[lidx].revents & POLLIN)) {
+			int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+			if (c >= 0) {
+				struct peer *p = &peers[np];
+
+				peer_init(p, c, now + per_peer);
+				r = step(s, m, p);
+				if (r == 0)
+					np++;
+				else {
+					served += r > 0;
+					drop_peer(p, s->chan.label);
+				}
+			} else if (errno != EAGAIN && errno != EINTR &&
+				   errno != ECONNABORTED) {
+				warn("%s: accept", s->chan.label);
+			}
+		}
 	}
-	inbox_free(&ib);
+	for (size_t i = 0; i < np; i++)
+		drop_peer(&peers[i], s->chan.label);
+	close(lfd);
+	/* only the holder's own socket goes: unix: listeners may live on in
+	 * the service */
+	remove_file(slot);
+	return ST_OK;
 }
 
 int main(int argc, char **argv)
 {
 	struct sender s;
+	struct offer_msg m;
 	msec_t deadline;
 	int conn;
 
 	parse_args(&s, argc, argv);
+	catch_signals(1);   /* unix: sockets not yet handed over are removed */
+	gather(&s);
+	build_offer(&s, &m);
+	if (s.serve)
+		return serve(&s, &m);
 	deadline = deadline_after(s.timeout);
 	conn = s.chan.inherited >= 0 ? s.chan.inherited
-				     : connect_receiver(&s.chan, deadline);
-	hand_over(&s, conn, deadline);
+				     : connect_chan(&s.chan, deadline, "receiver");
+	hand_over(&s, &m, conn, deadline);
 	close(conn);
-	free(s.fds);
+	/* the receiver has the unix: listeners now; their files stay */
+	for (int i = 0; i < MAX_OWNED; i++)
+		own_file(i, NULL);
 	return ST_OK;
 }
