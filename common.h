@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,7 +39,7 @@ enum {
 	ST_NOT_FOUND = 127,
 };
 
-#define PEER_TIMEOUT_MS 10000   /* a connected peer must answer within this */
+#define PEER_TIMEOUT_MS 5000    /* a connected peer must answer within this */
 #define MAX_FDS 1048576u        /* the kernel's default fs.nr_open */
 #define FDS_PER_MSG 253         /* SCM_MAX_FD */
 #define NAME_MAX_LEN 255        /* as systemd's FDNAME_MAX */
@@ -390,7 +391,8 @@ static inline void move_into_place(int slot, const char *tmp,
 
 /* A listening socket at the channel's address; *slot gets the socket
  * file's cleanup slot (-1 for abstract names). */
-static inline int listen_chan(const struct chan *c, int backlog, int *slot)
+static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
+			      int *slot)
 {
 	int fd = unix_socket();
 	struct sockaddr_un tmp = c->sa;
@@ -414,7 +416,8 @@ static inline int listen_chan(const struct chan *c, int backlog, int *slot)
 		fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
 			     c->label);
 	unlink(tmp.sun_path);   /* ours by pid and fd, if a crash left it */
-	old = umask(0177);      /* 0600 from birth: chmod on a socket fd does nothing */
+	/* the mode is set from birth: chmod on a socket fd does nothing */
+	old = umask(~mode & 0777);
 	r = bind(fd, (const struct sockaddr *)&tmp,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1));
 	umask(old);
@@ -425,6 +428,74 @@ static inline int listen_chan(const struct chan *c, int backlog, int *slot)
 		fail_cleanly(ST_SYSTEM, 1, "%s: listen", c->label);
 	move_into_place(*slot, tmp.sun_path, c);
 	return fd;
+}
+
+/* --mode: an octal file mode for the socket files a tool creates. */
+static inline mode_t parse_mode(const char *s)
+{
+	char *end;
+	unsigned long m;
+
+	errno = 0;
+	m = strtoul(s, &end, 8);
+	if (*s < '0' || *s > '7' || *end || errno || m > 0777)
+		usage_error("invalid mode: '%s' (expected octal, e.g. 0660)", s);
+	return (mode_t)m;
+}
+
+/* ---- who may be the peer ---- */
+
+struct allow {
+	uid_t *uids;
+	size_t n;
+};
+
+/* --allow-uid UID[,UID...]: numbers or user names. */
+static inline void parse_allow(struct allow *a, const char *arg)
+{
+	char *copy = strdup(arg), *p = copy, *tok;
+
+	if (!copy)
+		err(ST_SYSTEM, "strdup");
+	while ((tok = strsep(&p, ","))) {
+		struct passwd *pw = *tok >= '0' && *tok <= '9' ? NULL : getpwnam(tok);
+		uid_t uid = pw ? pw->pw_uid
+			       : (uid_t)parse_number(tok, 0, UINT32_MAX - 1, "uid or user name");
+
+		a->uids = realloc(a->uids, (a->n + 1) * sizeof(uid_t));
+		if (!a->uids)
+			err(ST_SYSTEM, "realloc");
+		a->uids[a->n++] = uid;
+	}
+	free(copy);
+}
+
+/* The peer's credentials, as the kernel saw them at connect time (a uid,
+ * never a pid, decides: pids are recycled). 1 when the uid may talk to us:
+ * our own, root's, or one --allow-uid names. */
+static inline int peer_allowed(int fd, const struct allow *a, struct ucred *cr)
+{
+	socklen_t len = sizeof(*cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0) {
+		cr->pid = 0;
+		cr->uid = (uid_t)-1;
+		return 0;
+	}
+	if (cr->uid == geteuid() || cr->uid == 0)
+		return 1;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->uids[i] == cr->uid)
+			return 1;
+	return 0;
+}
+
+static inline const char *not_allowed(const struct ucred *cr, char *buf,
+				      size_t size)
+{
+	snprintf(buf, size, "uid %u (pid %d) is not allowed (see --allow-uid)",
+		 (unsigned)cr->uid, (int)cr->pid);
+	return buf;
 }
 
 /* ---- waiting for a listener ---- */

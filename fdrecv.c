@@ -7,7 +7,8 @@
 
 static const char usage_text[] =
 	"Usage: fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS]\n"
-	"              [--json] SOCKET [-- | --run] [COMMAND [ARG...]]\n"
+	"              [--allow-uid UID[,UID...]] [--mode MODE] [--json]\n"
+	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
 	"\n"
 	"Wait on SOCKET for one handoff of descriptors, place them at 3, 4, 5, ...\n"
 	"with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES set, and run COMMAND.\n"
@@ -22,6 +23,10 @@ static const char usage_text[] =
 	"  -o, --stdout           place the descriptor at 1 (same as -f 1)\n"
 	"  -e, --stderr           place the descriptor at 2 (same as -f 2)\n"
 	"  -t, --timeout SECONDS  give up when no sender came in time (default: wait)\n"
+	"      --allow-uid UID[,UID...]\n"
+	"                         also accept peers of these users (default: only\n"
+	"                         the same user and root)\n"
+	"      --mode MODE        socket file mode (default 0600)\n"
 	"      --json             describe the descriptors as JSON\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
@@ -36,6 +41,8 @@ struct receiver {
 	size_t count;          /* 0: any */
 	int json;
 	int connect;           /* --connect: to a holder, instead of listening */
+	struct allow allow;
+	mode_t mode;
 	char **cmd;
 	msec_t timeout;
 };
@@ -92,7 +99,7 @@ static int on_path(const char *cmd)
 
 static void parse_args(struct receiver *r, int argc, char **argv)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_ALLOW, OPT_MODE };
 	static const struct option opts[] = {
 		{ "abstract", no_argument, NULL, 'a' },
 		{ "connect", no_argument, NULL, 'c' },
@@ -103,6 +110,8 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		{ "stderr", no_argument, NULL, 'e' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "allow-uid", required_argument, NULL, OPT_ALLOW },
+		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -111,6 +120,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 
 	memset(r, 0, sizeof(*r));
 	r->timeout = NO_DEADLINE;
+	r->mode = 0600;
 	while ((c = getopt_long(argc, argv, "+acn:f:ioet:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
@@ -124,6 +134,8 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		case 'e': add_targets(r, "2"); break;
 		case 't': r->timeout = parse_timeout(optarg); break;
 		case OPT_JSON: r->json = 1; break;
+		case OPT_ALLOW: parse_allow(&r->allow, optarg); break;
+		case OPT_MODE: r->mode = parse_mode(optarg); break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': puts("fdrecv " VERSION); exit(ST_OK);
 		default:
@@ -265,6 +277,9 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 	fr = inbox_frame(ib, &type, &p, &len, deadline);
 	if (fr <= 0)
 		return fr < 0 ? refuse(ib, ib->why) : -1;
+	if (type == T_REFUSED)
+		return inbox_fail(ib, "refused by sender: %.*s",
+				  (int)(len > 100 ? 100 : len), (const char *)p);
 	if (type != T_OFFER)
 		return refuse(ib, "expected an offer");
 	if ((bad = parse_offer(p, len, &o)))
@@ -321,6 +336,8 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 {
 	for (;;) {
 		struct inbox ib;
+		struct ucred cr;
+		char why[100];
 		int conn, w = wait_fd(lfd, POLLIN, deadline);
 
 		if (w == 0)
@@ -334,19 +351,18 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 			fail_cleanly(ST_SYSTEM, 1, "%s: accept", r->chan.label);
 		}
 		inbox_init(&ib, conn);
-		if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
+		if (!peer_allowed(conn, &r->allow, &cr)) {
+			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
+			snprintf(ib.why, sizeof(ib.why), "not allowed (see --allow-uid)");
+		}
+		else if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
 			inbox_free(&ib);
 			return conn;
 		}
-		if (ib.why[0]) {
-			struct ucred cr;
-			socklen_t cl = sizeof(cr);
-
-			if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
-				cr.pid = 0;
-			warnx("%s: refused sender pid %d: %s", r->chan.label,
-			      (int)cr.pid, ib.why);
-		}
+		/* a peer that left without a word was only probing */
+		if (ib.why[0])
+			warnx("%s: sender uid %u pid %d: %s", r->chan.label,
+			      (unsigned)cr.uid, (int)cr.pid, ib.why);
 		inbox_free(&ib);
 		free(h->names);
 		h->names = NULL;
@@ -502,6 +518,8 @@ int main(int argc, char **argv)
 	if (r.chan.inherited >= 0 || r.connect) {
 		msec_t deadline = deadline_after(r.timeout);
 		struct inbox ib;
+		struct ucred cr;
+		char why[100];
 
 		conn = r.chan.inherited;
 		if (r.connect && conn < 0) {
@@ -509,6 +527,10 @@ int main(int argc, char **argv)
 			deadline = earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
 		}
 		inbox_init(&ib, conn);
+		if (!peer_allowed(conn, &r.allow, &cr)) {
+			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
+			errx(ST_HANDOFF, "%s: refused the sender: %s", r.chan.label, why);
+		}
 		if (recv_handoff(&r, &ib, &h, deadline) < 0)
 			errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
 			     "%s: %s", r.chan.label,
@@ -518,7 +540,7 @@ int main(int argc, char **argv)
 		int slot;
 
 		catch_signals(1);
-		lfd = listen_chan(&r.chan, SOMAXCONN, &slot);
+		lfd = listen_chan(&r.chan, SOMAXCONN, r.mode, &slot);
 		conn = accept_handoff(&r, lfd, &h, deadline_after(r.timeout));
 		close(lfd);
 		remove_file(slot);

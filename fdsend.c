@@ -15,7 +15,7 @@
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
 	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N]] [--backlog N]\n"
-	"              SOCKET [FD...]\n"
+	"              [--allow-uid UID[,UID...]] [--mode MODE] SOCKET [FD...]\n"
 	"\n"
 	"Send descriptors FD... (default: 0) to the fdrecv listening on SOCKET, in one\n"
 	"handoff, and wait until it holds them all; with --serve, listen on SOCKET and\n"
@@ -37,6 +37,10 @@ static const char usage_text[] =
 	"      --serve            hold the descriptors and serve every receiver\n"
 	"      --count N          with --serve: stop after N handoffs\n"
 	"      --backlog N        listen backlog for tcp:, unix: and --serve sockets\n"
+	"      --allow-uid UID[,UID...]\n"
+	"                         also hand over to peers of these users (default:\n"
+	"                         only the same user and root)\n"
+	"      --mode MODE        mode of the socket files fdsend creates (0600)\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
 	"\n"
@@ -66,6 +70,8 @@ struct sender {
 	unsigned long count;    /* --serve: handoffs before stopping; 0 = no end */
 	int backlog;
 	msec_t timeout;
+	struct allow allow;
+	mode_t mode;
 };
 
 static void add_source(struct sender *s, int kind, int fd, const char *spec,
@@ -150,7 +156,8 @@ static void add_activated(struct sender *s)
 
 static void parse_args(struct sender *s, int argc, char **argv)
 {
-	enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG };
+	enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
+	       OPT_ALLOW, OPT_MODE };
 	static const struct option opts[] = {
 		{ "abstract", no_argument, NULL, 'a' },
 		{ "blocking", no_argument, NULL, 'b' },
@@ -164,6 +171,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		{ "serve", no_argument, NULL, OPT_SERVE },
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "backlog", required_argument, NULL, OPT_BACKLOG },
+		{ "allow-uid", required_argument, NULL, OPT_ALLOW },
+		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -173,6 +182,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 	memset(s, 0, sizeof(*s));
 	s->timeout = NO_DEADLINE;
 	s->backlog = SOMAXCONN;
+	s->mode = 0600;
 	while ((c = getopt_long(argc, argv, "abf:t:Lp:dhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
@@ -193,6 +203,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		case OPT_BACKLOG:
 			s->backlog = (int)parse_number(optarg, 1, INT_MAX, "backlog");
 			break;
+		case OPT_ALLOW: parse_allow(&s->allow, optarg); break;
+		case OPT_MODE: s->mode = parse_mode(optarg); break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': puts("fdsend " VERSION); exit(ST_OK);
 		default:
@@ -221,7 +233,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 /* ---- where descriptors come from ---- */
 
 /* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket. */
-static int make_socket(const char *spec, int backlog, char *name)
+static int make_socket(const char *spec, int backlog, mode_t mode, char *name)
 {
 	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1, slot;
 	const char *hp = spec + 4, *colon;
@@ -242,7 +254,7 @@ static int make_socket(const char *spec, int backlog, char *name)
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		strcpy(name, "unix");
-		return listen_chan(&c, backlog, &slot);
+		return listen_chan(&c, backlog, mode, &slot);
 	}
 	colon = strrchr(hp, ':');
 	if (!colon || (size_t)(colon - hp) >= sizeof(host))
@@ -339,7 +351,7 @@ static void gather(struct sender *s)
 		struct source *e = &s->src[i];
 
 		if (e->kind == SRC_SPEC)
-			e->fd = make_socket(e->spec, s->backlog, e->name);
+			e->fd = make_socket(e->spec, s->backlog, s->mode, e->name);
 		else if (e->kind == SRC_FD && s->pid)
 			e->fd = take_from_pid(s->pid, e->fd, s->dup);
 		else if (e->kind == SRC_FD && fcntl(e->fd, F_GETFD) < 0)
@@ -548,9 +560,16 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 		      int conn, msec_t deadline)
 {
 	struct peer p;
+	struct ucred cr;
 	int r;
 
 	peer_init(&p, conn, deadline);
+	if (!peer_allowed(conn, &s->allow, &cr)) {
+		not_allowed(&cr, p.why, sizeof(p.why));
+		send_refusal(conn, p.why);
+		fail_cleanly(ST_HANDOFF, 0, "%s: refused the receiver: %s",
+			     s->chan.label, p.why);
+	}
 	while ((r = step(s, m, &p)) == 0) {
 		if (wait_fd(conn, p.events,
 			    earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) <= 0) {
@@ -572,7 +591,8 @@ static void drop_peer(struct peer *p, const char *label)
 
 		if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
 			cr.pid = 0;
-		warnx("%s: receiver pid %d: %s", label, (int)cr.pid, p->why);
+		warnx("%s: receiver uid %u pid %d: %s", label, (unsigned)cr.uid,
+		      (int)cr.pid, p->why);
 	}
 	inbox_free(&p->ib);
 	close(p->fd);
@@ -598,7 +618,7 @@ static int serve(const struct sender *s, const struct offer_msg *m)
 	sigaddset(&stop, SIGHUP);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
-	lfd = listen_chan(&s->chan, s->backlog, &slot);
+	lfd = listen_chan(&s->chan, s->backlog, s->mode, &slot);
 	while (!stop_signal && (!s->count || served < s->count)) {
 		msec_t next = NO_DEADLINE, now;
 		struct timespec ts, *tsp = NULL;
@@ -648,8 +668,17 @@ static int serve(const struct sender *s, const struct offer_msg *m)
 			if (c >= 0) {
 				struct peer *p = &peers[np];
 
+				struct ucred cr;
+				char why[100];
+
 				peer_init(p, c, now + per_peer);
-				r = step(s, m, p);
+				if (!peer_allowed(c, &s->allow, &cr)) {
+					send_refusal(c, not_allowed(&cr, why, sizeof(why)));
+					r = peer_fail(p, ST_HANDOFF,
+						      "not allowed (see --allow-uid)");
+				} else {
+					r = step(s, m, p);
+				}
 				if (r == 0)
 					np++;
 				else {
