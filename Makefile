@@ -17,20 +17,30 @@ ifeq ($(STATIC),1)
 LDSTATIC  = -static
 endif
 ALL_CFLAGS = $(BASE) $(WARN) $(CFLAGS) $(SAN)
+LINK      = $(LDFLAGS) $(SAN) $(LDSTATIC)
 
 BINS      = fdsend fdrecv
-HELPERS   = $(patsubst %.c,%,$(wildcard test/*.c))
+HELPERS   = $(filter-out test/fuzz,$(patsubst %.c,%,$(wildcard test/*.c))) test/fuzz-replay
+BENCH     = $(patsubst %.c,%,$(wildcard bench/*.c))
+FUZZ_SECONDS ?= 60
 
 all: $(BINS)
 
-fdsend: fdsend.c common.h
-	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -o $@ fdsend.c $(LDFLAGS) $(SAN) $(LDSTATIC)
+# Rebuild whenever the compiler or flags change (SANITIZE=1, STATIC=1, ...).
+.build-flags: FORCE
+	@echo '$(CC) $(ALL_CFLAGS) $(LINK)' | cmp -s - $@ || \
+	  echo '$(CC) $(ALL_CFLAGS) $(LINK)' > $@
 
-fdrecv: fdrecv.c common.h
-	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -o $@ fdrecv.c $(LDFLAGS) $(SAN) $(LDSTATIC)
+fdsend fdrecv: %: %.c common.h .build-flags
+	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -o $@ $< $(LINK)
 
-test/%: test/%.c
-	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -o $@ $< $(LDFLAGS) $(SAN)
+# Test helpers are scaffolding: sanitizers are for the tools (and the
+# replayed parser), not for them.
+test/%: test/%.c common.h .build-flags
+	$(CC) $(BASE) $(WARN) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(LDFLAGS)
+
+test/fuzz-replay: test/fuzz.c common.h .build-flags
+	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -DREPLAY -o $@ test/fuzz.c $(LDFLAGS) $(SAN)
 
 helpers: $(HELPERS)
 
@@ -41,13 +51,43 @@ bats:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bats >/dev/null; }
 
-test: all helpers bats
+# The suite alone, against whatever build the flags make.
+check: all helpers bats
 	bats test
+
+# Everything CI proves: the suite, the suite again under AddressSanitizer
+# and UBSan, a core subset under valgrind, and a short fuzzing run.
+test: check
+	$(MAKE) --no-print-directory SANITIZE=1 check
+	$(MAKE) --no-print-directory valgrind
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${CI_FUZZ_SECONDS:-20}
+	$(MAKE) --no-print-directory all
+
+valgrind: all helpers bats
+	@if command -v valgrind >/dev/null 2>&1; then \
+	  FDSEND_VALGRIND=1 bats test/valgrind.bats; \
+	else echo "valgrind: not installed, subset skipped"; fi
+
+# libFuzzer needs clang; new inputs go to a scratch corpus, crashes to
+# test/corpus/ where the suite replays them ever after.
+test/fuzz-libfuzzer: test/fuzz.c common.h
+	clang $(BASE) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ test/fuzz.c
+
+fuzz:
+	@if command -v clang >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory test/fuzz-libfuzzer && \
+	  d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  if ./test/fuzz-libfuzzer -max_total_time=$(FUZZ_SECONDS) \
+	       -print_final_stats=1 -artifact_prefix=test/corpus/crash- \
+	       "$$d" test/corpus >"$$d.log" 2>&1; then \
+	    grep -E '^stat::number_of_executed_units' "$$d.log"; \
+	    echo "fuzz: $(FUZZ_SECONDS) s, no crash"; rm -f "$$d.log"; \
+	  else cat "$$d.log"; rm -f "$$d.log"; exit 1; fi; \
+	else echo "fuzz: clang not installed, skipped"; fi
 
 demo: all
 	@sh test/demo.sh
 
-BENCH     = $(patsubst %.c,%,$(wildcard bench/*.c))
 bench/%: bench/%.c
 	$(CC) $(BASE) $(WARN) -O2 $(CFLAGS) -o $@ $<
 
@@ -64,6 +104,6 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man1/fdsend.1 $(DESTDIR)$(MANDIR)/man1/fdrecv.1
 
 clean:
-	rm -f $(BINS) $(HELPERS) $(BENCH)
+	rm -f $(BINS) $(HELPERS) $(BENCH) test/fuzz-libfuzzer .build-flags
 
-.PHONY: all helpers bats test demo bench install uninstall clean
+.PHONY: all helpers bats check test valgrind fuzz demo bench install uninstall clean FORCE

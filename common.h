@@ -564,10 +564,15 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 			break;
 		if (errno == EINTR)
 			continue;
-		if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN)
+		if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN) {
+			last = errno;
+			close(fd);
+			errno = last;
 			err(ST_SYSTEM, "%s: cannot connect", c->label);
+		}
 		last = errno;
 		if (now_ms() >= deadline) {
+			close(fd);
 			if (last == ECONNREFUSED)
 				errx(ST_TIMEOUT, "%s: no %s listening (connection refused)",
 				     c->label, whom);
@@ -1022,11 +1027,15 @@ static inline size_t format_addr(const struct sockaddr_storage *ss, socklen_t le
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)ss;
 
+		if (!in->sin_port && !in->sin_addr.s_addr)
+			return 0;   /* not bound */
 		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
 		n = snprintf(out, size, "%s:%u", host, ntohs(in->sin_port));
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const void *)ss;
 
+		if (!in6->sin6_port && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+			return 0;
 		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
 		n = snprintf(out, size, "[%s]:%u", host, ntohs(in6->sin6_port));
 	} else if (ss->ss_family == AF_UNIX && len > off) {

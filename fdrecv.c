@@ -162,6 +162,8 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	/* a mistyped command must not swallow anybody's descriptors */
 	if (r->cmd && !strchr(r->cmd[0], '/') && !on_path(r->cmd[0]))
 		errx(ST_NOT_FOUND, "%s: command not found", r->cmd[0]);
+	if (r->cmd && strchr(r->cmd[0], '/') && access(r->cmd[0], X_OK) < 0)
+		err(errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN, "%s", r->cmd[0]);
 	resolve_chan(&r->chan, argv[optind], abstract);
 }
 
@@ -228,7 +230,8 @@ static const char *check_offer(const struct receiver *r, size_t n, char *why,
 
 static int refuse(struct inbox *ib, const char *why)
 {
-	snprintf(ib->why, sizeof(ib->why), "%s", why);
+	if (why != ib->why)
+		snprintf(ib->why, sizeof(ib->why), "%s", why);
 	send_refusal(ib->fd, why);
 	return -1;
 }
@@ -340,9 +343,11 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 		char why[100];
 		int conn, w = wait_fd(lfd, POLLIN, deadline);
 
-		if (w == 0)
+		if (w == 0) {
+			close(lfd);
 			fail_cleanly(ST_TIMEOUT, 0, "%s: timed out waiting for a sender",
 				     r->chan.label);
+		}
 		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
 					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -506,12 +511,22 @@ static void describe_all(const struct receiver *r, const struct handoff *h)
 		err(ST_SYSTEM, "stdout");
 }
 
+static void release(struct receiver *r, struct handoff *h, int *targets)
+{
+	if (targets != r->targets)
+		free(targets);
+	free(r->targets);
+	free(r->allow.uids);
+	free(h->fds);
+	free(h->names);
+}
+
 int main(int argc, char **argv)
 {
 	struct receiver r;
 	struct handoff h = { 0 };
 	unsigned char held[4];
-	int lfd = -1, conn;
+	int lfd = -1, conn, status;
 	int *targets;
 
 	parse_args(&r, argc, argv);
@@ -529,12 +544,16 @@ int main(int argc, char **argv)
 		inbox_init(&ib, conn);
 		if (!peer_allowed(conn, &r.allow, &cr)) {
 			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
+			close(conn);
 			errx(ST_HANDOFF, "%s: refused the sender: %s", r.chan.label, why);
 		}
-		if (recv_handoff(&r, &ib, &h, deadline) < 0)
+		if (recv_handoff(&r, &ib, &h, deadline) < 0) {
+			inbox_free(&ib);
+			close(conn);
 			errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
 			     "%s: %s", r.chan.label,
 			     ib.why[0] ? ib.why : "sender closed the connection");
+		}
 		inbox_free(&ib);
 	} else {
 		int slot;
@@ -560,6 +579,8 @@ int main(int argc, char **argv)
 	close(conn);
 	if (!r.cmd) {
 		describe_all(&r, &h);
+		close_all(h.fds, h.n);
+		release(&r, &h, targets);
 		return ST_OK;
 	}
 	if (r.targets) {
@@ -570,6 +591,8 @@ int main(int argc, char **argv)
 		set_listen_env(&h);
 	}
 	execvp(r.cmd[0], r.cmd);
+	status = errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
 	warn("%s", r.cmd[0]);
-	return errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+	release(&r, &h, targets);
+	return status;
 }

@@ -101,19 +101,21 @@ static void add_operand(struct sender *s, const char *arg)
 
 static void add_names(struct sender *s, const char *arg)
 {
-	char *copy = strdup(arg), *p = copy, *tok;
+	const char *tok = arg;
 
-	if (!copy)
-		err(ST_SYSTEM, "strdup");
-	/* strsep keeps empty fields: "a::c" leaves the second one's default */
-	while ((tok = strsep(&p, ":"))) {
-		if (!name_ok(tok, strlen(tok)))
-			usage_error("invalid descriptor name: '%s' (at most %d printable characters, no ':')",
-				    tok, NAME_MAX_LEN);
+	/* empty fields count: "a::c" leaves the second one's default */
+	for (;;) {
+		size_t l = strcspn(tok, ":");
+
+		if (!name_ok(tok, l))
+			usage_error("invalid descriptor name: '%.*s' (at most %d printable characters, no ':')",
+				    (int)l, tok, NAME_MAX_LEN);
 		s->names = realloc(s->names, (s->nnames + 1) * sizeof(*s->names));
-		if (!s->names)
-			err(ST_SYSTEM, "realloc");
-		s->names[s->nnames++] = tok;
+		if (!s->names || !(s->names[s->nnames++] = strndup(tok, l)))
+			err(ST_SYSTEM, "malloc");
+		if (!tok[l])
+			break;
+		tok += l + 1;
 	}
 }
 
@@ -567,6 +569,7 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 	if (!peer_allowed(conn, &s->allow, &cr)) {
 		not_allowed(&cr, p.why, sizeof(p.why));
 		send_refusal(conn, p.why);
+		close(conn);
 		fail_cleanly(ST_HANDOFF, 0, "%s: refused the receiver: %s",
 			     s->chan.label, p.why);
 	}
@@ -578,8 +581,11 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 			break;
 		}
 	}
-	if (r < 0)
+	if (r < 0) {
+		inbox_free(&p.ib);
+		close(conn);
 		fail_cleanly(p.status, 0, "%s: %s", s->chan.label, p.why);
+	}
 	inbox_free(&p.ib);
 }
 
@@ -602,7 +608,7 @@ static void drop_peer(struct peer *p, const char *label)
 
 /* --serve: every receiver that connects gets copies of the descriptors;
  * handoffs go on side by side, each bounded by the per-peer timeout. */
-static int serve(const struct sender *s, const struct offer_msg *m)
+static void serve(const struct sender *s, const struct offer_msg *m)
 {
 	static struct peer peers[MAX_PEERS];
 	struct pollfd pf[MAX_PEERS + 1];
@@ -697,7 +703,21 @@ static int serve(const struct sender *s, const struct offer_msg *m)
 	/* only the holder's own socket goes: unix: listeners may live on in
 	 * the service */
 	remove_file(slot);
-	return ST_OK;
+}
+
+static void free_sender(struct sender *s, struct offer_msg *m)
+{
+	/* what fdsend opened itself, as opposed to what it was given */
+	for (size_t i = 0; i < s->nsrc; i++)
+		if (s->src[i].kind != SRC_FD || s->pid)
+			close(s->src[i].fd);
+	for (size_t i = 0; i < s->nnames; i++)
+		free(s->names[i]);
+	free(s->names);
+	free(s->src);
+	free(s->fds);
+	free(s->allow.uids);
+	free(m->buf);
 }
 
 int main(int argc, char **argv)
@@ -711,8 +731,11 @@ int main(int argc, char **argv)
 	catch_signals(1);   /* unix: sockets not yet handed over are removed */
 	gather(&s);
 	build_offer(&s, &m);
-	if (s.serve)
-		return serve(&s, &m);
+	if (s.serve) {
+		serve(&s, &m);
+		free_sender(&s, &m);
+		return ST_OK;
+	}
 	deadline = deadline_after(s.timeout);
 	conn = s.chan.inherited >= 0 ? s.chan.inherited
 				     : connect_chan(&s.chan, deadline, "receiver");
@@ -721,5 +744,6 @@ int main(int argc, char **argv)
 	/* the receiver has the unix: listeners now; their files stay */
 	for (int i = 0; i < MAX_OWNED; i++)
 		own_file(i, NULL);
+	free_sender(&s, &m);
 	return ST_OK;
 }
