@@ -1,0 +1,620 @@
+// SPDX-License-Identifier: MIT
+/* fdtool: the bats suite's helper -- makes descriptors, checks them, and plays plain or broken peers. */
+#include <dirent.h>
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#define FAIL 99 /* helper trouble, distinct from every status the tools use */
+
+static const char usage[] =
+	"usage: fdtool mk KIND FD [ARG] CMD...   (chainable; KIND: pair-stream pair-seqpacket\n"
+	"                 pair-dgram pipe (ARG = 2nd fd), tcp tcplisten tcp6listen udp unixsock\n"
+	"                 eventfd, unixlisten unixconnect opath (ARG = address or file),\n"
+	"                 nonblock (flags FD itself); inet ports in $FDTOOL_PORT_<FD>)\n"
+	"       fdtool memfds [-n] N CMD...      N memfds of size 1..N at 3..N+2, exec CMD FDS...\n"
+	"       fdtool checkfds N [FIRST]       verify those memfds and LISTEN_* variables\n"
+	"       fdtool lsfd | write FD TEXT | stale ADDR\n"
+	"       fdtool plainsend ADDR FD... | plainrecv ADDR | fakerecv MODE ADDR\n"
+	"       fdtool rawsend ADDR HEX [FD...]\n";
+
+static int num(const char *s)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX)
+		errx(FAIL, "bad number: %s", s);
+	return (int)v;
+}
+
+/* Move fds src[i] to dst[i]; going through high numbers first makes overlaps harmless. */
+static void place(int *src, const int *dst, int n)
+{
+	int hi = 0;
+	for (int i = 0; i < n; i++)
+		if (dst[i] >= hi)
+			hi = dst[i] + 1;
+	for (int i = 0; i < n; i++) {
+		int tmp = fcntl(src[i], F_DUPFD_CLOEXEC, hi);
+		if (tmp < 0)
+			err(FAIL, "fcntl F_DUPFD");
+		close(src[i]);
+		src[i] = tmp;
+	}
+	for (int i = 0; i < n; i++) {
+		if (dup2(src[i], dst[i]) < 0)
+			err(FAIL, "dup2 %d", dst[i]);
+		close(src[i]);
+	}
+}
+
+static socklen_t mkaddr(struct sockaddr_un *sa, const char *s)
+{
+	size_t n = strlen(s);
+	memset(sa, 0, sizeof *sa);
+	sa->sun_family = AF_UNIX;
+	if (n >= sizeof sa->sun_path)
+		errx(FAIL, "%s: address too long", s);
+	if (s[0] == '@') { /* abstract: leading NUL, exact length */
+		memcpy(sa->sun_path + 1, s + 1, n - 1);
+		return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	}
+	memcpy(sa->sun_path, s, n);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+/* Like fdrecv: a path appears only once it is listening (bind a temporary name, then rename). */
+static int listen_at(const char *addr)
+{
+	struct sockaddr_un sa;
+	char tmp[sizeof sa.sun_path + 8];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		err(FAIL, "socket");
+	if (addr[0] == '@') {
+		socklen_t len = mkaddr(&sa, addr);
+		if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 8) < 0)
+			err(FAIL, "%s", addr);
+		return fd;
+	}
+	snprintf(tmp, sizeof tmp, "%s.tmp", addr);
+	socklen_t len = mkaddr(&sa, tmp);
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 8) < 0)
+		err(FAIL, "%s", tmp);
+	if (rename(tmp, addr) < 0)
+		err(FAIL, "rename %s", addr);
+	return fd;
+}
+
+static int accept_one(int lfd, const char *addr)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		err(FAIL, "accept");
+	close(lfd);
+	if (addr[0] != '@')
+		unlink(addr); /* leave no socket file behind */
+	return fd;
+}
+
+static int connect_to(const char *addr)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET };
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, addr);
+	for (size_t i = 0; i < 2; i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			err(FAIL, "socket");
+		if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+			return fd;
+		if (errno != EPROTOTYPE)
+			err(FAIL, "connect %s", addr);
+		close(fd);
+	}
+	errx(FAIL, "connect %s: no usable socket type", addr);
+}
+
+static void read_full(int fd, void *buf, size_t n, const char *what)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			err(FAIL, "read %s", what);
+		if (r == 0) {
+			printf("EOF in %s\n", what);
+			exit(1);
+		}
+		got += (size_t)r;
+	}
+}
+
+static void drain(int fd) /* until the peer closes; the caller's timeout bounds it */
+{
+	char buf[4096];
+	while (read(fd, buf, sizeof buf) > 0 || errno == EINTR)
+		errno = 0;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void send_frame(int fd, int type, const void *payload, uint32_t len)
+{
+	unsigned char h[12] = { 'F', 'D', 'H', 'O', 1, (unsigned char)type, 0, 0,
+				(unsigned char)len, (unsigned char)(len >> 8),
+				(unsigned char)(len >> 16), (unsigned char)(len >> 24) };
+	if (send(fd, h, sizeof h, MSG_NOSIGNAL) != sizeof h ||
+	    (len && send(fd, payload, len, MSG_NOSIGNAL) != (ssize_t)len))
+		err(FAIL, "send frame");
+}
+
+static int sock_fd(int domain, int type)
+{
+	int fd = socket(domain, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		err(FAIL, "socket");
+	return fd;
+}
+
+static void bind_inet(int fd, int family, int dolisten, int dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char port[16], var[32];
+	memset(&ss, 0, sizeof ss);
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof *in;
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_loopback;
+		len = sizeof *in6;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+		if (family == AF_INET6)
+			exit(77); /* no IPv6 here: the test skips */
+		err(FAIL, "bind");
+	}
+	if (dolisten && listen(fd, 8) < 0)
+		err(FAIL, "listen");
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		err(FAIL, "getsockname");
+	snprintf(port, sizeof port, "%u", ntohs(family == AF_INET ?
+		 ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port));
+	snprintf(var, sizeof var, "FDTOOL_PORT_%d", dst); /* the port, for the expected output */
+	setenv(var, port, 1);
+}
+
+/* mk KIND FD [ARG] CMD...: put one new descriptor (or two) at FD, then exec CMD. */
+static int cmd_mk(int argc, char **argv)
+{
+	if (argc < 4)
+		errx(FAIL, "%s", usage);
+	const char *kind = argv[1];
+	int dst[2] = { num(argv[2]), -1 }, src[2], n = 1, used = 3;
+	int two = !strncmp(kind, "pair-", 5) || !strcmp(kind, "pipe");
+	const char *arg = argv[3];
+	if (two || !strcmp(kind, "unixlisten") || !strcmp(kind, "unixconnect") ||
+	    !strcmp(kind, "opath"))
+		used = 4;
+	if (argc <= used)
+		errx(FAIL, "mk %s: no command", kind);
+	if (two) {
+		int type = !strcmp(kind, "pair-stream") ? SOCK_STREAM :
+			   !strcmp(kind, "pair-seqpacket") ? SOCK_SEQPACKET : SOCK_DGRAM;
+		dst[1] = num(arg);
+		n = 2;
+		if (!strcmp(kind, "pipe") ? pipe2(src, O_CLOEXEC) < 0 :
+		    socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, src) < 0)
+			err(FAIL, "%s", kind);
+	} else if (!strcmp(kind, "tcp")) {
+		src[0] = sock_fd(AF_INET, SOCK_STREAM);
+	} else if (!strcmp(kind, "tcplisten") || !strcmp(kind, "tcp6listen")) {
+		int fam = kind[3] == '6' ? AF_INET6 : AF_INET;
+		src[0] = sock_fd(fam, SOCK_STREAM);
+		bind_inet(src[0], fam, 1, dst[0]);
+	} else if (!strcmp(kind, "udp")) {
+		src[0] = sock_fd(AF_INET, SOCK_DGRAM);
+		bind_inet(src[0], AF_INET, 0, dst[0]);
+	} else if (!strcmp(kind, "unixsock")) {
+		src[0] = sock_fd(AF_UNIX, SOCK_STREAM);
+	} else if (!strcmp(kind, "unixlisten")) {
+		struct sockaddr_un sa;
+		socklen_t len = mkaddr(&sa, arg);
+		src[0] = sock_fd(AF_UNIX, SOCK_STREAM);
+		if (bind(src[0], (struct sockaddr *)&sa, len) < 0 || listen(src[0], 8) < 0)
+			err(FAIL, "%s", arg);
+	} else if (!strcmp(kind, "unixconnect")) { /* the listener need not accept */
+		struct sockaddr_un sa;
+		socklen_t len = mkaddr(&sa, arg);
+		src[0] = sock_fd(AF_UNIX, SOCK_STREAM);
+		if (connect(src[0], (struct sockaddr *)&sa, len) < 0)
+			err(FAIL, "connect %s", arg);
+	} else if (!strcmp(kind, "eventfd")) {
+		if ((src[0] = eventfd(0, EFD_CLOEXEC)) < 0)
+			err(FAIL, "eventfd");
+	} else if (!strcmp(kind, "opath")) {
+		if ((src[0] = open(arg, O_PATH | O_CLOEXEC)) < 0)
+			err(FAIL, "%s", arg);
+	} else if (!strcmp(kind, "nonblock")) { /* flag an existing fd, keep it where it is */
+		int fl = fcntl(dst[0], F_GETFL);
+		if (fl < 0 || fcntl(dst[0], F_SETFL, fl | O_NONBLOCK) < 0)
+			err(FAIL, "nonblock %d", dst[0]);
+		n = 0;
+	} else {
+		errx(FAIL, "mk: unknown kind %s", kind);
+	}
+	place(src, dst, n);
+	execvp(argv[used], argv + used);
+	err(argv[used][0] && errno == ENOENT ? 127 : 126, "%s", argv[used]);
+}
+
+/* memfds [-n] N CMD...: N distinguishable fds at 3..N+2 (memfd i has size i+1). */
+static int cmd_memfds(int argc, char **argv)
+{
+	int named = argc > 1 && !strcmp(argv[1], "-n");
+	argv += named;
+	argc -= named;
+	if (argc < 3)
+		errx(FAIL, "%s", usage);
+	int n = num(argv[1]);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		err(FAIL, "getrlimit");
+	if (rl.rlim_cur < (rlim_t)n + 64) {
+		if (rl.rlim_max < (rlim_t)n + 64)
+			errx(77, "RLIMIT_NOFILE hard limit %llu too low for %d fds",
+			     (unsigned long long)rl.rlim_max, n);
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			err(FAIL, "setrlimit");
+	}
+	for (int i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "fdtool-%d", i);
+		int fd = memfd_create(name, MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, i + 1) < 0)
+			err(FAIL, "memfd %d", i);
+		if (fd != 3 + i) {
+			if (dup2(fd, 3 + i) < 0)
+				err(FAIL, "dup2");
+			close(fd);
+		} else if (fcntl(fd, F_SETFD, 0) < 0) {
+			err(FAIL, "fcntl");
+		}
+	}
+	int cmdc = argc - 2, k = 0;
+	char **av = calloc((size_t)cmdc + (size_t)n + 3, sizeof *av);
+	char *names = malloc((size_t)n * 12 + 1), *p = names;
+	if (!av || !names)
+		err(FAIL, "malloc");
+	av[k++] = argv[2];
+	if (named) { /* options must precede SOCKET: put --fdname right after the program */
+		for (int i = 0; i < n; i++)
+			p += sprintf(p, "%sfd%d", i ? ":" : "", i);
+		av[k++] = "--fdname";
+		av[k++] = names;
+	}
+	for (int i = 3; i < argc; i++)
+		av[k++] = argv[i];
+	for (int i = 0; i < n; i++)
+		if (asprintf(&av[k++], "%d", 3 + i) < 0)
+			err(FAIL, "asprintf");
+	execvp(av[0], av);
+	err(errno == ENOENT ? 127 : 126, "%s", av[0]);
+}
+
+/* checkfds N [FIRST]: fds FIRST.. are the memfds of cmd_memfds, in order; show LISTEN_*. */
+static int cmd_checkfds(int argc, char **argv)
+{
+	if (argc < 2)
+		errx(FAIL, "%s", usage);
+	int n = num(argv[1]), first = argc > 2 ? num(argv[2]) : 3;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		char link[64], want[64];
+		int fd = first + i;
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t r = readlink(link, want, sizeof want - 1);
+		want[r < 0 ? 0 : r] = 0;
+		if (fstat(fd, &st) < 0) {
+			printf("fd %d: not open\n", fd);
+			return 1;
+		}
+		if (st.st_size != i + 1 || strncmp(want, "/memfd:fdtool-", 14)) {
+			printf("fd %d: expected memfd #%d, found %s size %lld\n", fd, i, want,
+			       (long long)st.st_size);
+			return 1;
+		}
+	}
+	printf("fds %d..%d: %d memfds in order\n", first, first + n - 1, n);
+
+	const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	const char *names = getenv("LISTEN_FDNAMES");
+	char self[24];
+	snprintf(self, sizeof self, "%d", (int)getpid());
+	printf("LISTEN_FDS=%s LISTEN_PID=%s\n", fds ? fds : "(unset)",
+	       !pid ? "(unset)" : strcmp(pid, self) ? pid : "(self)");
+	if (!names) {
+		printf("LISTEN_FDNAMES=(unset)\n");
+		return 0;
+	}
+	size_t len = strlen(names);
+	char *seq = malloc((size_t)n * 12 + 1), *unk = malloc((size_t)n * 8 + 1);
+	char *p = seq, *q = unk;
+	if (!seq || !unk)
+		err(FAIL, "malloc");
+	*p = *q = 0;
+	for (int i = 0; i < n; i++) {
+		p += sprintf(p, "%sfd%d", i ? ":" : "", i);
+		q += sprintf(q, "%sunknown", i ? ":" : "");
+	}
+	if (!strcmp(names, seq))
+		printf("LISTEN_FDNAMES=fd0:...:fd%d\n", n - 1);
+	else if (!strcmp(names, unk))
+		printf("LISTEN_FDNAMES=unknown x %d\n", n);
+	else
+		printf("LISTEN_FDNAMES=%.200s%s\n", names, len > 200 ? "..." : "");
+	return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* lsfd: this process's open descriptors, ascending, on one line. */
+static int cmd_lsfd(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int fds[4096], n = 0;
+	if (!d)
+		err(FAIL, "/proc/self/fd");
+	while ((e = readdir(d)) && n < 4096)
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+			fds[n++] = atoi(e->d_name);
+	closedir(d);
+	qsort(fds, (size_t)n, sizeof *fds, cmp_int);
+	for (int i = 0; i < n; i++)
+		printf("%s%d", i ? " " : "", fds[i]);
+	printf("\n");
+	return 0;
+}
+
+/* plainsend ADDR FD...: a sender that knows nothing of the protocol: 1 byte + SCM_RIGHTS. */
+static int cmd_plainsend(int argc, char **argv)
+{
+	if (argc < 3 || argc - 2 > 253)
+		errx(FAIL, "%s", usage);
+	int n = argc - 2, fd = connect_to(argv[1]);
+	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+	char byte = 'x';
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int)) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+	for (int i = 0; i < n; i++) {
+		int v = num(argv[2 + i]);
+		memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
+	}
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != 1)
+		err(FAIL, "sendmsg");
+	drain(fd); /* stay connected: the receiver must not wait for more bytes */
+	return 0;
+}
+
+/* plainrecv ADDR: a receiver that knows nothing of the protocol: one recvmsg. */
+static int cmd_plainrecv(int argc, char **argv)
+{
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	int fd = accept_one(listen_at(argv[1]), argv[1]);
+	static unsigned char buf[65536];
+	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+	struct iovec iov = { buf, sizeof buf };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof u.buf };
+	ssize_t r;
+	while ((r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	if (r < 0)
+		err(FAIL, "recvmsg");
+	if (r >= 6)
+		printf("first frame: magic=%.4s version=%d type=%d\n", buf, buf[4], buf[5]);
+	else
+		printf("first frame: %zd bytes\n", r);
+	if (msg.msg_flags & MSG_CTRUNC)
+		printf("control data truncated\n");
+	int count = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++, count++) {
+			int got;
+			char link[64], target[PATH_MAX];
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+			snprintf(link, sizeof link, "/proc/self/fd/%d", got);
+			ssize_t t = readlink(link, target, sizeof target - 1);
+			target[t < 0 ? 0 : t] = 0;
+			printf("#%d %s\n", count, target);
+		}
+	}
+	printf("descriptors: %d\n", count);
+	return 0;
+}
+
+/* fakerecv MODE ADDR: read fdsend's OFFER, print it, then vanish | mute | refuse:TEXT | go-vanish. */
+static int cmd_fakerecv(int argc, char **argv)
+{
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	const char *mode = argv[1];
+	int fd = accept_one(listen_at(argv[2]), argv[2]);
+	unsigned char h[12];
+	read_full(fd, h, sizeof h, "header");
+	uint32_t len = le32(h + 8);
+	unsigned char *pl = malloc(len + 1);
+	if (!pl)
+		err(FAIL, "malloc");
+	read_full(fd, pl, len, "payload");
+	if (memcmp(h, "FDHO", 4) || h[4] != 1 || h[5] != 1 || len < 12) {
+		printf("not an offer: %.4s v%d type %d len %u\n", h, h[4], h[5], len);
+		return 1;
+	}
+	uint32_t count = le32(pl), flags = le32(pl + 4), nlen = le32(pl + 8);
+	printf("offer count=%u flags=%u names=", count, flags);
+	for (uint32_t i = 12; i < 12 + nlen && i < len; i++)
+		if (pl[i])
+			putchar(pl[i]);
+		else
+			fputs(i + 1 < 12 + nlen ? "|" : "", stdout);
+	printf("\n");
+	fflush(stdout);
+	if (!strcmp(mode, "vanish"))
+		return 0;
+	if (!strcmp(mode, "mute")) {
+		drain(fd);
+		return 0;
+	}
+	if (!strncmp(mode, "refuse:", 7)) {
+		send_frame(fd, 5, mode + 7, (uint32_t)strlen(mode + 7));
+		drain(fd);
+		return 0;
+	}
+	if (!strcmp(mode, "go-vanish")) {
+		send_frame(fd, 2, NULL, 0);
+		union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+		unsigned char b[16];
+		struct iovec iov = { b, sizeof b };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				      .msg_controllen = sizeof u.buf };
+		if (recvmsg(fd, &msg, MSG_CMSG_CLOEXEC) < 0)
+			err(FAIL, "recvmsg");
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		printf("fds frame type=%d with %d descriptors\n", b[5],
+		       c ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0);
+		return 0;
+	}
+	errx(FAIL, "fakerecv: unknown mode %s", mode);
+}
+
+/* rawsend ADDR HEX [FD...]: send these bytes (FDs attached) and print the first answer frame. */
+static int cmd_rawsend(int argc, char **argv)
+{
+	if (argc < 3 || argc - 3 > 253)
+		errx(FAIL, "%s", usage);
+	int fd = connect_to(argv[1]), nfd = argc - 3;
+	unsigned char out[4096];
+	size_t n = 0;
+	for (const char *s = argv[2]; *s && n < sizeof out; s++) {
+		unsigned v;
+		if (*s == ' ')
+			continue;
+		if (sscanf(s, "%2x", &v) != 1 || !s[1])
+			errx(FAIL, "bad hex at %s", s);
+		out[n++] = (unsigned char)v;
+		s++;
+	}
+	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+	struct iovec iov = { out, n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfd) {
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+		for (int i = 0; i < nfd; i++) {
+			int v = num(argv[3 + i]);
+			memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
+		}
+	}
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)n)
+		err(FAIL, "sendmsg");
+	unsigned char h[12];
+	read_full(fd, h, sizeof h, "answer");
+	uint32_t len = le32(h + 8);
+	char *pl = calloc(1, len + 1);
+	if (!pl)
+		err(FAIL, "calloc");
+	read_full(fd, pl, len, "answer payload");
+	if (h[5] == 5)
+		printf("REFUSED: %s\n", pl);
+	else
+		printf("answer type %d\n", h[5]);
+	return 0;
+}
+
+/* stale ADDR: leave a socket file nobody listens on. */
+static int cmd_stale(int argc, char **argv)
+{
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, argv[1]);
+	int fd = sock_fd(AF_UNIX, SOCK_STREAM);
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+		err(FAIL, "%s", argv[1]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *c = argc > 1 ? argv[1] : "";
+	argc--, argv++;
+	if (!strcmp(c, "mk"))
+		return cmd_mk(argc, argv);
+	if (!strcmp(c, "memfds"))
+		return cmd_memfds(argc, argv);
+	if (!strcmp(c, "checkfds"))
+		return cmd_checkfds(argc, argv);
+	if (!strcmp(c, "lsfd"))
+		return cmd_lsfd();
+	if (!strcmp(c, "write") && argc == 3) {
+		if (dprintf(num(argv[1]), "%s\n", argv[2]) < 0)
+			err(FAIL, "write fd %s", argv[1]);
+		return 0;
+	}
+	if (!strcmp(c, "plainsend"))
+		return cmd_plainsend(argc, argv);
+	if (!strcmp(c, "plainrecv"))
+		return cmd_plainrecv(argc, argv);
+	if (!strcmp(c, "fakerecv"))
+		return cmd_fakerecv(argc, argv);
+	if (!strcmp(c, "rawsend"))
+		return cmd_rawsend(argc, argv);
+	if (!strcmp(c, "stale"))
+		return cmd_stale(argc, argv);
+	fputs(usage, stderr);
+	return FAIL;
+}
