@@ -44,12 +44,26 @@ test/fuzz-replay: test/fuzz.c common.h .build-flags
 
 helpers: $(HELPERS)
 
-# bats-core comes from Debian's package when it is missing.
+# What the tests need, from Debian's packages when missing: bats-core
+# always; valgrind and clang (with its libFuzzer runtime) for 'make test'.
+APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+      { [ -n "$$APT_UPDATED" ] || $$SUDO apt-get update -qq; } && APT_UPDATED=1 && \
+      $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
 bats:
 	@command -v bats >/dev/null 2>&1 || { \
 	  echo "bats-core missing: installing the Debian package 'bats'"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bats >/dev/null; }
+	  $(APT) bats >/dev/null; }
+
+test-deps: bats
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "valgrind missing: installing it"; $(APT) valgrind >/dev/null; }
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, long n)\n{ return !d && n; }\n' \
+	  >.fuzzcheck.c; \
+	  clang -fsanitize=fuzzer .fuzzcheck.c -o .fuzzcheck >/dev/null 2>&1 || { \
+	  echo "clang with libFuzzer missing: installing clang"; \
+	  $(APT) clang libclang-rt-dev >/dev/null || $(APT) clang >/dev/null; }; \
+	  rm -f .fuzzcheck.c .fuzzcheck
 
 # The suite alone, against whatever build the flags make.
 check: all helpers bats
@@ -57,7 +71,7 @@ check: all helpers bats
 
 # Everything CI proves: the suite, the suite again under AddressSanitizer
 # and UBSan, a core subset under valgrind, and a short fuzzing run.
-test: check
+test: test-deps check
 	$(MAKE) --no-print-directory SANITIZE=1 check
 	$(MAKE) --no-print-directory valgrind
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${CI_FUZZ_SECONDS:-20}
@@ -106,4 +120,4 @@ uninstall:
 clean:
 	rm -f $(BINS) $(HELPERS) $(BENCH) test/fuzz-libfuzzer .build-flags
 
-.PHONY: all helpers bats check test valgrind fuzz demo bench install uninstall clean FORCE
+.PHONY: all helpers bats test-deps check test valgrind fuzz demo bench install uninstall clean FORCE
