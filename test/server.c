@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: MIT
+/* server: the holder tests' socket-activated service, and the clients that prove it never drops a connection. */
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#define FAIL 99 /* helper trouble, distinct from every status the tools use */
+
+static const char usage[] =
+	"usage: server [-r READYFILE]            serve fd 3 of socket activation: read a line,\n"
+	"                                        answer \"pid PID\", close; SIGTERM: finish the\n"
+	"                                        request in hand, exit 0; READYFILE gets the port\n"
+	"       server client HOST PORT STOPFILE  request in a loop until STOPFILE exists; prints\n"
+	"                                        \"seen PID\" per new server, then \"ok=N failed=M\"\n"
+	"       server ask HOST PORT             one request; prints the answer \"pid PID\"\n"
+	"       server poke HOST PORT            connect once (retrying while refused, 5 s), close\n"
+	"       server stall SOCKET              connect to a holder, read its offer, never answer;\n"
+	"                                        prints \"stalled\", then \"dropped\" at hangup\n"
+	"       server idle READYFILE            keep the inherited fds open until a signal\n";
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int num(const char *s, long max)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > max)
+		errx(FAIL, "bad number: %s", s);
+	return (int)v;
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, ms % 1000 * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bounds every read and write on fd, so a silent peer cannot hang a helper. */
+static void io_timeout(int fd, int seconds)
+{
+	struct timeval tv = { seconds, 0 };
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+		err(FAIL, "setsockopt");
+}
+
+/* Writes FILE whole or not at all: a waiting test never reads half of it. */
+static void write_ready(const char *file, const char *text)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp", file);
+	FILE *f = fopen(tmp, "we");
+	if (!f || fputs(text, f) == EOF || fclose(f) == EOF)
+		err(FAIL, "%s", tmp);
+	if (rename(tmp, file) < 0)
+		err(FAIL, "rename %s", file);
+}
+
+static void answer(int c)
+{
+	char req[256], out[32];
+	size_t got = 0;
+	ssize_t r;
+
+	io_timeout(c, 5);
+	/* the whole request line first: a SIGTERM meanwhile waits for it */
+	while (got < sizeof req && (r = read(c, req + got, sizeof req - got)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return;
+		got += (size_t)r;
+		if (memchr(req, '\n', got))
+			break;
+	}
+	int n = snprintf(out, sizeof out, "pid %d\n", (int)getpid());
+	if (send(c, out, (size_t)n, MSG_NOSIGNAL) != n)
+		warn("send");   /* the client counts it; the server goes on */
+}
+
+static int serve(int argc, char **argv)
+{
+	const char *ready = NULL, *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	int acc = 0;
+	socklen_t l = sizeof acc;
+
+	if (argc == 3 && !strcmp(argv[1], "-r"))
+		ready = argv[2];
+	else if (argc != 1)
+		errx(FAIL, "%s", usage);
+	if (!fds || !pid || num(pid, INT_MAX) != getpid() || num(fds, INT_MAX) < 1)
+		errx(FAIL, "not socket-activated: LISTEN_FDS=%s LISTEN_PID=%s (self %d)",
+		     fds ? fds : "(unset)", pid ? pid : "(unset)", (int)getpid());
+	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) < 0 || !acc)
+		errx(FAIL, "fd 3: not a listening socket");
+	/* the holder and the next instance share this open file description;
+	 * non-blocking, a connection another instance took costs us nothing */
+	int fl = fcntl(3, F_GETFL);
+	if (fl < 0 || fcntl(3, F_SETFL, fl | O_NONBLOCK) < 0)
+		err(FAIL, "fcntl fd 3");
+	fcntl(3, F_SETFD, FD_CLOEXEC);
+
+	sigset_t term, open_mask;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &open_mask);
+	struct sigaction sa = { .sa_handler = on_term };
+	sigaction(SIGTERM, &sa, NULL);
+
+	if (ready) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		unsigned port = 0;
+		char text[16];
+		if (getsockname(3, (struct sockaddr *)&ss, &sl) < 0)
+			err(FAIL, "getsockname fd 3");
+		if (ss.ss_family == AF_INET)
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		snprintf(text, sizeof text, "%u\n", port);
+		write_ready(ready, text);
+	}
+	/* SIGTERM is let in only while idle in ppoll: a request in hand is finished */
+	while (!stop) {
+		struct pollfd p = { 3, POLLIN, 0 };
+		if (ppoll(&p, 1, NULL, &open_mask) < 0) {
+			if (errno == EINTR)
+				continue;
+			err(FAIL, "ppoll");
+		}
+		int c = accept4(3, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				continue;
+			err(FAIL, "accept");
+		}
+		printf("accepted\n");
+		fflush(stdout);
+		answer(c);
+		close(c);
+	}
+	return 0;
+}
+
+static socklen_t inet_addr_of(const char *host, const char *port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	uint16_t p = htons((uint16_t)num(port, 65535));
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = p;
+		return sizeof *in;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = p;
+		return sizeof *in6;
+	}
+	errx(FAIL, "%s: not a numeric address", host);
+}
+
+/* One request: the answering server's pid, or -1 (with a warning) on any failure. */
+static int request(const struct sockaddr_storage *ss, socklen_t len)
+{
+	char buf[64];
+	size_t got = 0;
+	ssize_t r;
+	int pid = -1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		err(FAIL, "socket");
+	io_timeout(fd, 5);
+	if (connect(fd, (const struct sockaddr *)ss, len) < 0) {
+		warn("connect");
+		close(fd);
+		return -1;
+	}
+	if (send(fd, "hello\n", 6, MSG_NOSIGNAL) != 6) {
+		warn("send");
+		close(fd);
+		return -1;
+	}
+	while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			warn("read");
+			break;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	buf[got] = 0;
+	int end = -1;
+	/* exactly "pid N\n", nothing after it */
+	if (sscanf(buf, "pid %d\n%n", &pid, &end) != 1 || end != (int)got || buf[got - 1] != '\n') {
+		warnx("bad answer: '%s'", buf);
+		return -1;
+	}
+	return pid;
+}
+
+static int client(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	int seen[1024], nseen = 0, ok = 0, failed = 0;
+
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	socklen_t len = inet_addr_of(argv[1], argv[2], &ss);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (access(argv[3], F_OK) < 0) {
+		int pid = request(&ss, len), i;
+		if (pid < 0) {
+			failed++;
+			continue;
+		}
+		ok++;
+		for (i = 0; i < nseen && seen[i] != pid; i++)
+			;
+		if (i == nseen && nseen < 1024) {
+			seen[nseen++] = pid;
+			printf("seen %d\n", pid);
+		}
+		nap_ms(1);   /* pacing, not synchronisation: spares ephemeral ports */
+	}
+	printf("ok=%d failed=%d\n", ok, failed);
+	return failed ? 1 : 0;
+}
+
+static int ask(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	int pid = request(&ss, inet_addr_of(argv[1], argv[2], &ss));
+	if (pid < 0)
+		return 1;
+	printf("pid %d\n", pid);
+	return 0;
+}
+
+static int poke(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	socklen_t len = inet_addr_of(argv[1], argv[2], &ss);
+	for (long end = now_ms() + 5000;; nap_ms(10)) {
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			err(FAIL, "socket");
+		if (connect(fd, (struct sockaddr *)&ss, len) == 0) {
+			close(fd);
+			return 0;
+		}
+		if (errno != ECONNREFUSED || now_ms() >= end)
+			err(1, "connect %s:%s", argv[1], argv[2]);
+		close(fd);
+	}
+}
+
+static int stall(int argc, char **argv)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	unsigned char buf[4096];
+	size_t got = 0, n;
+	ssize_t r;
+
+	if (argc != 2 || (n = strlen(argv[1])) >= sizeof sa.sun_path)
+		errx(FAIL, "%s", usage);
+	memcpy(sa.sun_path, argv[1], n);
+	if (argv[1][0] == '@')
+		sa.sun_path[0] = 0;
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (argv[1][0] != '@'));
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, len) < 0)
+		err(FAIL, "connect %s", argv[1]);
+	/* the offer's header arrived: the holder has accepted us and waits for our go-ahead */
+	while (got < 12) {
+		if ((r = read(fd, buf, sizeof buf)) <= 0)
+			errx(FAIL, "no offer from %s", argv[1]);
+		got += (size_t)r;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("stalled\n");
+	while ((r = read(fd, buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
+		;
+	printf("dropped\n");
+	return 0;
+}
+
+static int idle(int argc, char **argv)
+{
+	sigset_t s;
+	int sig;
+
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	sigemptyset(&s);
+	sigaddset(&s, SIGTERM);
+	sigaddset(&s, SIGINT);
+	sigaddset(&s, SIGHUP);
+	sigprocmask(SIG_BLOCK, &s, NULL);
+	write_ready(argv[1], "ready\n");
+	sigwait(&s, &sig);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && !strcmp(argv[1], "client"))
+		return client(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "ask"))
+		return ask(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "poke"))
+		return poke(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "stall"))
+		return stall(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "idle"))
+		return idle(argc - 1, argv + 1);
+	return serve(argc, argv);
+}
