@@ -351,56 +351,68 @@ static inline int live_listener(const struct sockaddr_un *sa, socklen_t len)
 	return live;
 }
 
-/* Puts the listening socket bound at tmp into place at the channel's path:
- * a waiting peer never meets a half-set-up listener, a stale socket is
- * replaced, a live one or anything that is not a socket is left alone. */
+/* What is at the channel's path: 0 nothing, 1 a stale socket (nobody
+ * listening). A live listener, or anything that is not a socket, ends the
+ * program: it is never stolen, unlinked or followed. */
+static inline int path_state(const struct chan *c)
+{
+	struct stat st;
+
+	if (lstat(c->sa.sun_path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		fail_cleanly(ST_SYSTEM, 1, "%s", c->label);
+	}
+	if (!S_ISSOCK(st.st_mode))
+		fail_cleanly(ST_SYSTEM, 0, "%s: exists and is not a socket", c->label);
+	if (live_listener(&c->sa, c->salen))
+		fail_cleanly(ST_SYSTEM, 0, "%s: in use by another listener", c->label);
+	return 1;
+}
+
+/* Puts the listening socket bound at tmp into place at the channel's path,
+ * so a waiting peer never meets a half-set-up listener. */
 static inline void move_into_place(int slot, const char *tmp,
 				   const struct chan *c)
 {
 	const char *path = c->sa.sun_path;
-	struct stat st;
 
 	for (;;) {
-		if (lstat(path, &st) < 0) {
-			if (errno != ENOENT)
+		if (path_state(c)) {
+			/* rename replaces the stale socket in one step */
+			if (rename(tmp, path) < 0)
 				break;
-			/* link fails if somebody else got there first */
-			if (link(tmp, path) == 0) {
-				own_file(slot, path);
-				unlink(tmp);
-				return;
-			}
-			if (errno == EEXIST)
-				continue;
+		} else if (link(tmp, path) == 0) {
+			unlink(tmp);   /* link fails if somebody got there first */
+		} else if (errno == EEXIST) {
+			continue;
+		} else {
 			break;
 		}
-		if (!S_ISSOCK(st.st_mode))
-			fail_cleanly(ST_SYSTEM, 0, "%s: exists and is not a socket",
-				     c->label);
-		if (live_listener(&c->sa, c->salen))
-			fail_cleanly(ST_SYSTEM, 0, "%s: in use by another listener",
-				     c->label);
-		if (rename(tmp, path) == 0) {
-			own_file(slot, path);
-			return;
-		}
-		break;
+		own_file(slot, path);
+		return;
 	}
 	fail_cleanly(ST_SYSTEM, 1, "%s", c->label);
 }
 
-/* A listening socket at the channel's address; *slot gets the socket
- * file's cleanup slot (-1 for abstract names). */
+/* A listening socket at the channel's address; *slot gets the socket file's
+ * cleanup slot (-1 for abstract names). The handoff socket is bound under
+ * a temporary name and moved into place once listening; a service's
+ * socket (service) is bound in place, so that it reports its real address,
+ * and is blocking, as servers expect. */
 static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
-			      int *slot)
+			      int service, int *slot)
 {
 	int fd = unix_socket();
 	struct sockaddr_un tmp = c->sa;
 	const char *slash = strrchr(c->sa.sun_path, '/');
 	int dirlen = slash ? (int)(slash - c->sa.sun_path + 1) : 0, n, r;
+	socklen_t tlen = c->salen;
 	mode_t old;
 
 	*slot = -1;
+	if (service && fcntl(fd, F_SETFL, 0) < 0)
+		err(ST_SYSTEM, "%s", c->label);
 	if (c->abstract) {
 		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
 			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another listener"
@@ -409,24 +421,32 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 			err(ST_SYSTEM, "%s: listen", c->label);
 		return fd;
 	}
-	/* the temporary name lives beside the final one, for rename(2) */
-	n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdsend.%d.%d",
-		     dirlen, c->sa.sun_path, (int)getpid(), fd);
-	if (n >= (int)sizeof(tmp.sun_path))
-		fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
-			     c->label);
-	unlink(tmp.sun_path);   /* ours by pid and fd, if a crash left it */
+	if (service) {
+		if (path_state(c))
+			unlink(c->sa.sun_path);
+	} else {
+		/* the temporary name lives beside the final one, for rename(2) */
+		n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdsend.%d.%d",
+			     dirlen, c->sa.sun_path, (int)getpid(), fd);
+		if (n >= (int)sizeof(tmp.sun_path))
+			fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
+				     c->label);
+		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+		unlink(tmp.sun_path);   /* ours by pid and fd, if a crash left it */
+	}
 	/* the mode is set from birth: chmod on a socket fd does nothing */
 	old = umask(~mode & 0777);
-	r = bind(fd, (const struct sockaddr *)&tmp,
-		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1));
+	r = bind(fd, (const struct sockaddr *)&tmp, tlen);
 	umask(old);
 	if (r < 0)
-		fail_cleanly(ST_SYSTEM, 1, "%s: bind", c->label);
+		fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
+			     errno == EADDRINUSE ? "%s: in use by another listener"
+						 : "%s: bind", c->label);
 	*slot = own_file(-1, tmp.sun_path);
 	if (listen(fd, backlog) < 0)
 		fail_cleanly(ST_SYSTEM, 1, "%s: listen", c->label);
-	move_into_place(*slot, tmp.sun_path, c);
+	if (!service)
+		move_into_place(*slot, tmp.sun_path, c);
 	return fd;
 }
 

@@ -559,7 +559,7 @@ int main(int argc, char **argv)
 		int slot;
 
 		catch_signals(1);
-		lfd = listen_chan(&r.chan, SOMAXCONN, r.mode, &slot);
+		lfd = listen_chan(&r.chan, SOMAXCONN, r.mode, 0, &slot);
 		conn = accept_handoff(&r, lfd, &h, deadline_after(r.timeout));
 		close(lfd);
 		remove_file(slot);

@@ -256,7 +256,7 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char *name)
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		strcpy(name, "unix");
-		return listen_chan(&c, backlog, mode, &slot);
+		return listen_chan(&c, backlog, mode, 1, &slot);
 	}
 	colon = strrchr(hp, ':');
 	if (!colon || (size_t)(colon - hp) >= sizeof(host))
@@ -334,9 +334,10 @@ static int take_from_pid(pid_t pid, int num, int dup)
 	if (errno == ENXIO)
 		errx(ST_USAGE, "pid %d: fd %d is a socket, which cannot be reopened: use --dup",
 		     (int)pid, num);
+	if (errno == ENOENT && kill(pid, 0) < 0 && errno == ESRCH)
+		errx(ST_USAGE, "pid %d: no such process", (int)pid);
 	if (errno == ENOENT)
-		errx(ST_USAGE, "pid %d: fd %d: %s", (int)pid, num,
-		     kill(pid, 0) < 0 && errno == ESRCH ? "no such process" : "not open");
+		errx(ST_USAGE, "pid %d: fd %d: not open", (int)pid, num);
 	if (errno == EACCES || errno == EPERM)
 		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
 		     (int)pid, num);
@@ -624,7 +625,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 	sigaddset(&stop, SIGHUP);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
-	lfd = listen_chan(&s->chan, s->backlog, s->mode, &slot);
+	lfd = listen_chan(&s->chan, s->backlog, s->mode, 0, &slot);
 	while (!stop_signal && (!s->count || served < s->count)) {
 		msec_t next = NO_DEADLINE, now;
 		struct timespec ts, *tsp = NULL;
