@@ -14,6 +14,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -265,16 +266,21 @@ static inline int unix_socket(void)
 
 /* ---- socket files: removed on the way out, and on SIGINT/SIGTERM/SIGHUP ---- */
 
+/* A handler reads these: a slot's path is written while set is 0, and set
+ * is flipped only after it, so no signal mask is needed. */
 #define MAX_OWNED 8
-static char owned[MAX_OWNED][sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+static struct {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+	volatile sig_atomic_t set;
+} owned[MAX_OWNED];
 static volatile sig_atomic_t stop_signal;
 
 /* Async-signal-safe: a handler may call it. */
 static inline void remove_owned_files(void)
 {
 	for (int i = 0; i < MAX_OWNED; i++)
-		if (owned[i][0])
-			unlink(owned[i]);
+		if (owned[i].set)
+			unlink(owned[i].path);
 }
 
 static inline void die_of_signal(int sig)
@@ -305,22 +311,22 @@ static inline void catch_signals(int fatal)
 /* Records (p) or forgets (NULL) the file in a slot; returns the slot. */
 static inline int own_file(int slot, const char *p)
 {
-	sigset_t all, old;
-
 	if (slot < 0)
-		for (slot = 0; slot < MAX_OWNED - 1 && owned[slot][0]; slot++)
+		for (slot = 0; slot < MAX_OWNED - 1 && owned[slot].set; slot++)
 			;
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	snprintf(owned[slot], sizeof(owned[slot]), "%s", p ? p : "");
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	owned[slot].set = 0;
+	if (p) {
+		snprintf(owned[slot].path, sizeof(owned[slot].path), "%s", p);
+		atomic_signal_fence(memory_order_seq_cst);
+		owned[slot].set = 1;
+	}
 	return slot;
 }
 
 static inline void remove_file(int slot)
 {
-	if (slot >= 0 && owned[slot][0]) {
-		unlink(owned[slot]);
+	if (slot >= 0 && owned[slot].set) {
+		unlink(owned[slot].path);
 		own_file(slot, NULL);
 	}
 }
@@ -502,7 +508,11 @@ static inline int peer_allowed(int fd, const struct allow *a, struct ucred *cr)
 		cr->uid = (uid_t)-1;
 		return 0;
 	}
-	if (cr->uid == geteuid() || cr->uid == 0)
+	static uid_t me = (uid_t)-1;
+
+	if (me == (uid_t)-1)
+		me = geteuid();
+	if (cr->uid == me || cr->uid == 0)
 		return 1;
 	for (size_t i = 0; i < a->n; i++)
 		if (a->uids[i] == cr->uid)

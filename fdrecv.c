@@ -200,11 +200,17 @@ static const char *room_for(const struct receiver *r, size_t n, char *why,
 			    size_t size)
 {
 	struct rlimit rl;
-	rlim_t need = (rlim_t)open_fds() + n + 2;
+	rlim_t top = (rlim_t)max_target(r, n) + 2, need;
 
-	if ((rlim_t)max_target(r, n) + 2 > need)
-		need = (rlim_t)max_target(r, n) + 2;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return NULL;
+	/* far from the limit, counting what is open is not worth its cost */
+	if (rl.rlim_cur >= top + n + 256)
+		return NULL;
+	need = (rlim_t)open_fds() + n + 2;
+	if (top > need)
+		need = top;
+	if (rl.rlim_cur >= need)
 		return NULL;
 	if (need <= rl.rlim_max) {
 		rl.rlim_cur = need;
@@ -216,13 +222,34 @@ static const char *room_for(const struct receiver *r, size_t n, char *why,
 	return why;
 }
 
+/* The length of LISTEN_FDNAMES=...: one string of the environment, which
+ * the kernel takes up to 128 KiB (MAX_ARG_STRLEN); 0 when all are unnamed. */
+static size_t names_env_len(const char *names, size_t n)
+{
+	size_t len = sizeof("LISTEN_FDNAMES=");
+	int named = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(names);
+
+		named |= l > 0;
+		len += (l ? l : strlen("unknown")) + 1;
+		names += l + 1;
+	}
+	return named ? len : 0;
+}
+
 /* Checks an offer against what this receiver accepts; NULL when fine. */
-static const char *check_offer(const struct receiver *r, size_t n, char *why,
-			       size_t size)
+static const char *check_offer(const struct receiver *r, const char *names,
+			       size_t n, char *why, size_t size)
 {
 	if (r->count && n != r->count) {
 		snprintf(why, size, "expected %zu descriptor%s, offered %zu",
 			 r->count, r->count == 1 ? "" : "s", n);
+		return why;
+	}
+	if (r->cmd && !r->targets && names_env_len(names, n) > 128 * 1024) {
+		snprintf(why, size, "names too long for LISTEN_FDNAMES (128 KiB at most)");
 		return why;
 	}
 	return room_for(r, n, why, size);
@@ -242,15 +269,13 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 {
 	char why[128];
 
-	if (check_offer(r, ib->nfds, why, sizeof(why))) {
-		snprintf(ib->why, sizeof(ib->why), "%s", why);
-		return -1;
-	}
-	h->n = ib->nfds;
-	h->names = calloc(h->n, 1);
-	h->fds = ib->fds;
+	h->names = calloc(ib->nfds, 1);   /* all unnamed */
 	if (!h->names)
 		return inbox_fail(ib, "out of memory");
+	if (check_offer(r, h->names, ib->nfds, why, sizeof(why)))
+		return inbox_fail(ib, "%s", why);
+	h->n = ib->nfds;
+	h->fds = ib->fds;
 	ib->fds = NULL;
 	ib->nfds = 0;
 	return 0;
@@ -303,7 +328,7 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 	free(o.names);
 	if (!h->names)
 		return refuse(ib, "out of memory");
-	if ((bad = check_offer(r, o.count, why, sizeof(why))))
+	if ((bad = check_offer(r, h->names, o.count, why, sizeof(why))))
 		return refuse(ib, bad);
 	if (!(o.flags & F_NOACK)) {
 		if (ib->nfds)
@@ -441,7 +466,9 @@ static void place_fds(int *fds, const int *targets, size_t n, int *own)
 		} else {
 			if (dup2(from, to) < 0)
 				err(ST_SYSTEM, "fd %d", to);
-			close(from);
+			/* a target: the dup2 onto it will close it anyway */
+			if (from > hi || !wants[from])
+				close(from);
 			if (from <= hi) {
 				at[from] = 0;
 				if (wants[from])
@@ -485,7 +512,12 @@ static void set_listen_env(const struct handoff *h)
 	setenv("LISTEN_FDS", num, 1);
 	snprintf(num, sizeof(num), "%d", (int)getpid());   /* exec keeps the pid */
 	setenv("LISTEN_PID", num, 1);
-	setenv("LISTEN_FDNAMES", names, 1);
+	/* too long for the kernel only when all are unnamed (offers with names
+	 * were checked): without it, sd_listen_fds_with_names(3) says "unknown" */
+	if (len > 128 * 1024)
+		unsetenv("LISTEN_FDNAMES");
+	else
+		setenv("LISTEN_FDNAMES", names, 1);
 	free(names);
 }
 

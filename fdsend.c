@@ -55,13 +55,14 @@ struct source {
 	int kind;
 	int fd;                 /* SRC_SPEC: -1 until made */
 	const char *spec;       /* as written, for messages */
-	char name[NAME_MAX_LEN + 1];
+	const char *name;       /* "" when unnamed */
+	char *own;              /* name, when fdsend made it */
 };
 
 struct sender {
 	struct chan chan;
 	struct source *src;
-	size_t nsrc;
+	size_t nsrc, cap;
 	int *fds;               /* the descriptors to send, in order */
 	char **names;           /* --fdname entries; "" keeps the default */
 	size_t nnames;
@@ -74,29 +75,34 @@ struct sender {
 	mode_t mode;
 };
 
+/* name: NULL for unnamed, or a string this source now owns */
 static void add_source(struct sender *s, int kind, int fd, const char *spec,
-		       const char *name)
+		       char *name)
 {
 	struct source *e;
 
-	s->src = realloc(s->src, (s->nsrc + 1) * sizeof(*s->src));
-	if (!s->src)
-		err(ST_SYSTEM, "realloc");
+	if (s->nsrc == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 16;
+		s->src = realloc(s->src, s->cap * sizeof(*s->src));
+		if (!s->src)
+			err(ST_SYSTEM, "realloc");
+	}
 	e = &s->src[s->nsrc++];
 	e->kind = kind;
 	e->fd = fd;
 	e->spec = spec;
-	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->own = name;
+	e->name = name ? name : "";
 }
 
 static void add_operand(struct sender *s, const char *arg)
 {
 	if (!strncmp(arg, "tcp:", 4) || !strncmp(arg, "udp:", 4) ||
 	    !strncmp(arg, "unix:", 5))
-		add_source(s, SRC_SPEC, -1, arg, "");
+		add_source(s, SRC_SPEC, -1, arg, NULL);
 	else
 		add_source(s, SRC_FD, (int)parse_number(arg, 0, INT_MAX,
-					"descriptor number"), arg, "");
+					"descriptor number"), arg, NULL);
 }
 
 static void add_names(struct sender *s, const char *arg)
@@ -139,13 +145,14 @@ static void add_activated(struct sender *s)
 		errx(ST_USAGE, "--listen-fds: invalid LISTEN_FDS: '%s'", fds);
 	for (long i = 0; i < n; i++) {
 		size_t l = names ? strcspn(names, ":") : 0;
-		char name[NAME_MAX_LEN + 1];
+		char *name = NULL;
 
 		if (fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC) < 0)
 			errx(ST_USAGE, "--listen-fds: fd %ld: not open", 3 + i);
-		snprintf(name, sizeof(name), "%.*s", (int)l, names ? names : "");
-		if (!name_ok(name, strlen(name)) || !strcmp(name, "unknown"))
-			name[0] = 0;
+		/* "unknown" is what systemd calls an unnamed one */
+		if (l && name_ok(names, l) && strncmp(names, "unknown", l) &&
+		    !(name = strndup(names, l)))
+			err(ST_SYSTEM, "strndup");
 		add_source(s, SRC_MADE, 3 + (int)i, "--listen-fds", name);
 		if (names)
 			names = names[l] ? names + l + 1 : NULL;
@@ -235,7 +242,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 /* ---- where descriptors come from ---- */
 
 /* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket. */
-static int make_socket(const char *spec, int backlog, mode_t mode, char *name)
+static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 {
 	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1, slot;
 	const char *hp = spec + 4, *colon;
@@ -255,7 +262,7 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char *name)
 		resolve_chan(&c, spec + 5, 0);
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
-		strcpy(name, "unix");
+		*name = strdup("unix");
 		return listen_chan(&c, backlog, mode, 1, &slot);
 	}
 	colon = strrchr(hp, ':');
@@ -292,8 +299,9 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char *name)
 		fail_cleanly(ST_SYSTEM, 1, "%s: listen", spec);
 	alen = sizeof(a);
 	getsockname(fd, &a.sa, &alen);
-	snprintf(name, NAME_MAX_LEN + 1, "%s-%u", udp ? "udp" : "tcp",
-		 ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port));
+	if (asprintf(name, "%s-%u", udp ? "udp" : "tcp",
+		     ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port)) < 0)
+		*name = NULL;
 	return fd;
 }
 
@@ -344,23 +352,48 @@ static int take_from_pid(pid_t pid, int num, int dup)
 	err(ST_SYSTEM, "pid %d: fd %d", (int)pid, num);
 }
 
+/* The first of the given descriptors that is not open, or -1: one poll(2)
+ * sorts out all of them, however many there are; only what it calls
+ * POLLNVAL is asked again, since it says that of O_PATH descriptors too. */
+static int first_closed(const struct sender *s)
+{
+	struct pollfd *pf = calloc(s->nsrc, sizeof(*pf));
+	int bad = -1;
+
+	if (!pf)
+		err(ST_SYSTEM, "calloc");
+	for (size_t i = 0; i < s->nsrc; i++)
+		pf[i].fd = s->src[i].kind == SRC_FD && !s->pid ? s->src[i].fd : -1;
+	if (poll(pf, s->nsrc, 0) < 0)
+		err(ST_SYSTEM, "poll");
+	for (size_t i = 0; i < s->nsrc && bad < 0; i++)
+		if ((pf[i].revents & POLLNVAL) && fcntl(pf[i].fd, F_GETFD) < 0)
+			bad = pf[i].fd;
+	free(pf);
+	return bad;
+}
+
 /* Turns every source into a descriptor, in order. */
 static void gather(struct sender *s)
 {
+	int bad = first_closed(s);
+
+	if (bad >= 0)
+		fail_cleanly(ST_USAGE, 0, "fd %d: not open", bad);
 	s->fds = malloc(s->nsrc * sizeof(int));
 	if (!s->fds)
 		err(ST_SYSTEM, "malloc");
 	for (size_t i = 0; i < s->nsrc; i++) {
 		struct source *e = &s->src[i];
 
-		if (e->kind == SRC_SPEC)
-			e->fd = make_socket(e->spec, s->backlog, s->mode, e->name);
-		else if (e->kind == SRC_FD && s->pid)
+		if (e->kind == SRC_SPEC) {
+			e->fd = make_socket(e->spec, s->backlog, s->mode, &e->own);
+			e->name = e->own ? e->own : "";
+		} else if (e->kind == SRC_FD && s->pid) {
 			e->fd = take_from_pid(s->pid, e->fd, s->dup);
-		else if (e->kind == SRC_FD && fcntl(e->fd, F_GETFD) < 0)
-			fail_cleanly(ST_USAGE, 0, "fd %d: not open", e->fd);
+		}
 		if (i < s->nnames && *s->names[i])
-			snprintf(e->name, sizeof(e->name), "%s", s->names[i]);
+			e->name = s->names[i];
 		s->fds[i] = e->fd;
 	}
 }
@@ -496,12 +529,15 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 				      s->fds, p->off ? 0 : m->first);
 			if (r <= 0)
 				break;
-			if ((p->off += (size_t)r) == m->len) {
-				p->off = 0;
-				p->done = m->first;
-				p->state = s->noack ? S_FDS : S_GO;
-			}
-			continue;
+			if ((p->off += (size_t)r) < m->len)
+				continue;
+			p->off = 0;
+			p->done = m->first;
+			p->state = s->noack ? S_FDS : S_GO;
+			if (s->noack)
+				continue;
+			p->events = POLLIN;   /* no answer yet: wait, don't read */
+			return 0;
 		case S_GO:
 		case S_HELD:
 			if ((r = read_answer(p, s->nsrc)) <= 0)
@@ -514,9 +550,8 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 
 			if (!n) {
 				p->state = s->noack ? S_DONE : S_HELD;
-				if (s->noack)
-					return 1;
-				continue;
+				p->events = POLLIN;
+				return s->noack;
 			}
 			if (n > FDS_PER_MSG)
 				n = FDS_PER_MSG;
@@ -709,9 +744,11 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 static void free_sender(struct sender *s, struct offer_msg *m)
 {
 	/* what fdsend opened itself, as opposed to what it was given */
-	for (size_t i = 0; i < s->nsrc; i++)
+	for (size_t i = 0; i < s->nsrc; i++) {
 		if (s->src[i].kind != SRC_FD || s->pid)
 			close(s->src[i].fd);
+		free(s->src[i].own);
+	}
 	for (size_t i = 0; i < s->nnames; i++)
 		free(s->names[i]);
 	free(s->names);
@@ -744,7 +781,8 @@ int main(int argc, char **argv)
 	close(conn);
 	/* the receiver has the unix: listeners now; their files stay */
 	for (int i = 0; i < MAX_OWNED; i++)
-		own_file(i, NULL);
+		if (owned[i].set)
+			own_file(i, NULL);
 	free_sender(&s, &m);
 	return ST_OK;
 }

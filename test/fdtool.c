@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sched.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
@@ -31,7 +34,9 @@ static const char usage[] =
 	"       fdtool checkfds N [FIRST]       verify those memfds and LISTEN_* variables\n"
 	"       fdtool lsfd | write FD TEXT | stale ADDR\n"
 	"       fdtool plainsend ADDR FD... | plainrecv ADDR | fakerecv MODE ADDR\n"
-	"       fdtool rawsend ADDR HEX [FD...]\n";
+	"       fdtool rawsend ADDR HEX [FD...]\n"
+	"       fdtool rawclose ADDR HEX [FD...] | credsend ADDR HEX [FD...] | stall ADDR\n"
+	"       fdtool sink ADDR | answerfd ADDR WFD RFD | connectonce PATH FD CMD...\n";
 
 static int num(const char *s)
 {
@@ -588,6 +593,223 @@ static int cmd_stale(int argc, char **argv)
 	return 0;
 }
 
+/* ---- hostile and odd peers for hardening.bats ---- */
+
+static size_t parse_hex(const char *s, unsigned char *out, size_t size)
+{
+	size_t n = 0;
+	for (; *s && n < size; s++) {
+		unsigned v;
+		if (*s == ' ')
+			continue;
+		if (sscanf(s, "%2x", &v) != 1 || !s[1])
+			errx(FAIL, "bad hex at %s", s);
+		out[n++] = (unsigned char)v;
+		s++;
+	}
+	if (*s)
+		errx(FAIL, "hex too long");
+	return n;
+}
+
+/* Sends these bytes in one sendmsg, FDs attached (and our credentials first when creds). */
+static void send_with(int fd, const unsigned char *buf, size_t n, char **fdargs, int nfd, int creds)
+{
+	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(253 * sizeof(int))];
+		struct cmsghdr align; } u;
+	struct iovec iov = { (void *)buf, n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t len = 0;
+	memset(&u, 0, sizeof u);
+	msg.msg_control = u.buf;
+	if (creds) {
+		struct ucred cr = { getpid(), getuid(), getgid() };
+		msg.msg_controllen = CMSG_SPACE(sizeof cr);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_CREDENTIALS;
+		c->cmsg_len = CMSG_LEN(sizeof cr);
+		memcpy(CMSG_DATA(c), &cr, sizeof cr);
+		len = CMSG_SPACE(sizeof cr);
+	}
+	if (nfd) {
+		struct cmsghdr *c = (struct cmsghdr *)(u.buf + len);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+		for (int i = 0; i < nfd; i++) {
+			int v = num(fdargs[i]);
+			memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
+		}
+		len += CMSG_SPACE((size_t)nfd * sizeof(int));
+	}
+	msg.msg_controllen = len;
+	if (!len)
+		msg.msg_control = NULL;
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)n)
+		err(FAIL, "sendmsg");
+}
+
+/* Reads up to n bytes; how many arrived before the end of the stream. */
+static size_t read_some(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == ECONNRESET)
+			break;
+		if (r < 0)
+			err(FAIL, "read");
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
+/* Prints the peer's first frame ("REFUSED: why", "answer type N"), or how it left without one. */
+static void print_answer(int fd)
+{
+	unsigned char h[12];
+	size_t got = read_some(fd, h, sizeof h);
+	if (got == 0) {
+		printf("closed without an answer\n");
+		return;
+	}
+	if (got < sizeof h) {
+		printf("EOF in answer\n");
+		return;
+	}
+	uint32_t len = le32(h + 8);
+	char *pl = calloc(1, (size_t)len + 1);
+	if (!pl)
+		err(FAIL, "calloc");
+	if (read_some(fd, pl, len) < len)
+		printf("EOF in answer payload\n");
+	else if (h[5] == 5)
+		printf("REFUSED: %s\n", pl);
+	else
+		printf("answer type %d\n", h[5]);
+	free(pl);
+}
+
+/* rawclose ADDR HEX [FD...]: send these bytes (FDs attached), shut down our side, print the answer. */
+static int cmd_rawclose(int argc, char **argv)
+{
+	if (argc < 3 || argc - 3 > 253)
+		errx(FAIL, "%s", usage);
+	unsigned char out[4096];
+	int fd = connect_to(argv[1]);
+	send_with(fd, out, parse_hex(argv[2], out, sizeof out), argv + 3, argc - 3, 0);
+	if (shutdown(fd, SHUT_WR) < 0)
+		err(FAIL, "shutdown");
+	print_answer(fd);
+	return 0;
+}
+
+/* credsend ADDR HEX [FD...]: like rawsend, with SO_PASSCRED set and SCM_CREDENTIALS beside SCM_RIGHTS. */
+static int cmd_credsend(int argc, char **argv)
+{
+	if (argc < 3 || argc - 3 > 253)
+		errx(FAIL, "%s", usage);
+	unsigned char out[4096];
+	int one = 1, fd = connect_to(argv[1]);
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
+		err(FAIL, "SO_PASSCRED");
+	send_with(fd, out, parse_hex(argv[2], out, sizeof out), argv + 3, argc - 3, 1);
+	print_answer(fd);
+	return 0;
+}
+
+/* stall ADDR: connect, say "connected", send nothing; then print what the peer said on leaving. */
+static int cmd_stall(int argc, char **argv)
+{
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	int fd = connect_to(argv[1]);
+	printf("connected\n");
+	fflush(stdout);
+	print_answer(fd);
+	return 0;
+}
+
+/* sink ADDR: a receiver that accepts one connection and never reads; exits when the peer hangs up. */
+static int cmd_sink(int argc, char **argv)
+{
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	int fd = accept_one(listen_at(argv[1]), argv[1]);
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+	printf("accepted\n");
+	fflush(stdout);
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			err(FAIL, "poll");
+	printf("peer hung up\n");
+	return 0;
+}
+
+/* answerfd ADDR WFD RFD: read fdsend's OFFER, answer GO with WFD attached, close our WFD,
+ * then report whether the pipe's read end RFD sees EOF (every write end closed) within 5 s. */
+static int cmd_answerfd(int argc, char **argv)
+{
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	int fd = accept_one(listen_at(argv[1]), argv[1]), wfd = num(argv[2]), rfd = num(argv[3]);
+	unsigned char h[12], go[12] = { 'F', 'D', 'H', 'O', 1, 2, 0, 0, 0, 0, 0, 0 };
+	read_full(fd, h, sizeof h, "header");
+	uint32_t len = le32(h + 8);
+	unsigned char *pl = malloc((size_t)len + 1);
+	if (!pl)
+		err(FAIL, "malloc");
+	read_full(fd, pl, len, "payload");
+	printf("offer count=%u\n", len >= 4 ? le32(pl) : 0);
+	fflush(stdout);
+	char *fdarg[] = { argv[2] };
+	send_with(fd, go, sizeof go, fdarg, 1, 0);
+	close(wfd);
+	struct pollfd p = { .fd = rfd, .events = POLLIN };
+	int r;
+	while ((r = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+		;
+	char b;
+	if (r > 0 && read(rfd, &b, 1) == 0)
+		printf("pipe read end saw EOF\n");
+	else
+		printf("pipe still open after 5 s\n");
+	return 0;
+}
+
+/* connectonce PATH FD CMD...: wait (spinning, up to 10 s) for PATH to appear, then connect
+ * exactly once -- no retry -- and exec CMD with the connection at FD. */
+static int cmd_connectonce(int argc, char **argv)
+{
+	if (argc < 4)
+		errx(FAIL, "%s", usage);
+	struct stat st;
+	struct timespec t0, t1;
+	int dst = num(argv[2]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (lstat(argv[1], &st) < 0) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (t1.tv_sec - t0.tv_sec > 10)
+			errx(FAIL, "%s did not appear", argv[1]);
+		sched_yield();
+	}
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, argv[1]);
+	int fd = sock_fd(AF_UNIX, SOCK_STREAM);
+	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+		printf("connect %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	place(&fd, &dst, 1);
+	execvp(argv[3], argv + 3);
+	err(argv[3][0] && errno == ENOENT ? 127 : 126, "%s", argv[3]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -615,6 +837,18 @@ int main(int argc, char **argv)
 		return cmd_rawsend(argc, argv);
 	if (!strcmp(c, "stale"))
 		return cmd_stale(argc, argv);
+	if (!strcmp(c, "rawclose"))
+		return cmd_rawclose(argc, argv);
+	if (!strcmp(c, "credsend"))
+		return cmd_credsend(argc, argv);
+	if (!strcmp(c, "stall"))
+		return cmd_stall(argc, argv);
+	if (!strcmp(c, "sink"))
+		return cmd_sink(argc, argv);
+	if (!strcmp(c, "answerfd"))
+		return cmd_answerfd(argc, argv);
+	if (!strcmp(c, "connectonce"))
+		return cmd_connectonce(argc, argv);
 	fputs(usage, stderr);
 	return FAIL;
 }
