@@ -438,11 +438,14 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 			fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
 				     c->label);
 		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-		unlink(tmp.sun_path);   /* ours by pid and fd, if a crash left it */
 	}
 	/* the mode is set from birth: chmod on a socket fd does nothing */
 	old = umask(~mode & 0777);
 	r = bind(fd, (const struct sockaddr *)&tmp, tlen);
+	if (r < 0 && errno == EADDRINUSE && !service) {
+		unlink(tmp.sun_path);   /* ours by pid and fd: a crash left it */
+		r = bind(fd, (const struct sockaddr *)&tmp, tlen);
+	}
 	umask(old);
 	if (r < 0)
 		fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
@@ -604,10 +607,10 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 		if (now_ms() >= deadline) {
 			close(fd);
 			if (last == ECONNREFUSED)
-				errx(ST_TIMEOUT, "%s: no %s listening (connection refused)",
+				fail_cleanly(ST_TIMEOUT, 0, "%s: no %s listening (connection refused)",
+					     c->label, whom);
+			fail_cleanly(ST_TIMEOUT, 0, "%s: timed out waiting for a %s",
 				     c->label, whom);
-			errx(ST_TIMEOUT, "%s: timed out waiting for a %s", c->label,
-			     whom);
 		}
 		wait_a_little(&w, c, deadline);
 	}

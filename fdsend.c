@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"                         names of the descriptors, in order\n"
 	"      --no-ack           send at once, wait for no answer (plain receivers)\n"
 	"  -t, --timeout SECONDS  bound every wait (default: wait for the receiver\n"
-	"                         forever, for each answer 10 seconds)\n"
+	"                         forever, for each answer 5 seconds)\n"
 	"  -L, --listen-fds       send the descriptors of socket activation\n"
 	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
 	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
@@ -410,6 +410,7 @@ struct peer {
 	short events;           /* what it waits for */
 	msec_t deadline;
 	int status;             /* exit status that goes with why */
+	int quiet;              /* gone before a word: a probe, not a failure */
 	char why[1100];
 	struct inbox ib;
 };
@@ -498,8 +499,11 @@ static int read_answer(struct peer *p, size_t nfds)
 		p->events = POLLIN;
 		return 0;
 	}
-	if (r == 0)
+	if (r == 0) {
+		/* another tool checking whether the path is in use */
+		p->quiet = p->state == S_GO && !p->ib.msgs;
 		return peer_fail(p, ST_HANDOFF, "receiver closed the connection without answering");
+	}
 	if (r < 0)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
 	if (p->ib.nfds)
@@ -627,7 +631,7 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 
 static void drop_peer(struct peer *p, const char *label)
 {
-	if (p->status) {
+	if (p->status && !p->quiet) {
 		struct ucred cr;
 		socklen_t cl = sizeof(cr);
 
@@ -766,7 +770,9 @@ int main(int argc, char **argv)
 	int conn;
 
 	parse_args(&s, argc, argv);
-	catch_signals(1);   /* unix: sockets not yet handed over are removed */
+	for (size_t i = 0; i < s.nsrc; i++)
+		if (s.src[i].kind == SRC_SPEC && s.src[i].spec[1] == 'n')
+			catch_signals(1);   /* unix: files not yet handed over go */
 	gather(&s);
 	build_offer(&s, &m);
 	if (s.serve) {

@@ -4,9 +4,11 @@
 #
 # Every step is a real handoff between separate processes. Nothing waits on a
 # fixed sleep: fdsend waits for its receiver by itself, so each step simply
-# starts one side in the background and the other in the foreground. Every
-# wait is bounded with -t 10, so a broken build fails instead of hanging.
-# The perl programs in step 3 are single-quoted on purpose:
+# starts one side in the background and the other in the foreground, and in
+# step 4 each server instance reports through a FIFO once it is up. Every
+# wait is bounded (-t 10, timeout 10, perl's alarm), so a broken build fails
+# instead of hanging.
+# The perl programs in steps 3 and 4 are single-quoted on purpose:
 # shellcheck disable=SC2016
 set -eu
 
@@ -20,8 +22,10 @@ export PATH
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fdsend-demo.XXXXXX")
 jobs_started=
 cleanup() {
-	# Only our own background jobs, by pid, and only if something failed early.
+	# Only our own background jobs, by pid, and only if something failed early;
+	# each is reaped, so none outlives the demo.
 	for pid in $jobs_started; do kill "$pid" 2>/dev/null || :; done
+	for pid in $jobs_started; do wait "$pid" 2>/dev/null || :; done
 	# step 1's fdsend, if it has not finished (send.rc is written once it has)
 	if [ -s "$tmp/send.pid" ] && [ ! -e "$tmp/send.rc" ]; then
 		kill "$(cat "$tmp/send.pid")" 2>/dev/null || :
@@ -161,6 +165,106 @@ print "client read: $answer";'
 	out web.out
 	grep -q '^client read: pid [0-9]* answers "hello server" on the socket named web$' web.out ||
 		fail "the server did not answer as expected"
+fi
+
+# --- 4 -----------------------------------------------------------------------
+say "" "== 4. Restarting a server without dropping a connection"
+if ! command -v perl >/dev/null 2>&1; then
+	say "skipped: this step uses perl to play the server and the client, and there is none."
+else
+	say "A holder, 'fdsend --serve', creates a listening TCP socket on 127.0.0.1 (port 0:"
+	say "the kernel picks a free one), keeps it, and hands a copy to every"
+	say "'fdrecv -c' that connects to ./restart.sock, until it gets SIGTERM."
+	cmd "fdsend --serve ./restart.sock tcp:127.0.0.1:0 &"
+	fdsend --serve ./restart.sock tcp:127.0.0.1:0 &
+	holder=$!
+	jobs_started=$holder
+
+	say "" "fdrecv -c without a command shows what the holder holds, port included:"
+	cmd "fdrecv -t 10 -c ./restart.sock"
+	fdrecv -t 10 -c ./restart.sock >holder.out || fail "fdrecv -c exited $?"
+	out holder.out
+	port=$(sed -n 's/^3 name=tcp-[0-9]* kind=socket .* local=127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' holder.out)
+	[ -n "$port" ] || fail "the describe view shows no listening socket on 127.0.0.1"
+
+	say "" "Each instance of the server starts through 'fdrecv -c', which hands it the"
+	say "socket at fd 3 with LISTEN_FDS set. Once it holds the socket, it writes its pid"
+	say "into a FIFO, which the demo reads (bounded by 'timeout 10'); then it answers"
+	say "every connection with its pid, until SIGTERM makes it exit 0 (a real server"
+	say "would first finish the connections it has accepted). The perl code, in"
+	say "\$instance:"
+	instance='$ENV{LISTEN_PID} == $$ && $ENV{LISTEN_FDS} == 1
+    or die "server: not socket-activated\n";
+open(my $l, "+<&=3") or die "server: fd 3: $!\n";
+open(my $up, ">", $ARGV[0]) or die "server: $ARGV[0]: $!\n";
+print $up "$$\n";
+close($up) or die "server: $ARGV[0]: $!\n";
+alarm 60;   # an instance left behind does not live forever
+$SIG{TERM} = sub { exit 0 };
+while (accept(my $c, $l)) {
+    my $req = <$c>;
+    chomp $req;
+    print $c "pid $$ answers \"$req\"\n";
+    close($c);
+}
+die "server: accept: $!\n";'
+	printf '%s\n' "$instance" | out
+	mkfifo up1 up2
+	cmd "fdrecv -t 10 -c ./restart.sock -- perl -e \"\$instance\" up1 &" \
+	    "timeout 10 head -n 1 up1"
+	fdrecv -t 10 -c ./restart.sock -- perl -e "$instance" up1 &
+	inst1=$!
+	jobs_started="$holder $inst1"
+	up=$(timeout 10 head -n 1 up1) || fail "instance 1 did not come up"
+	[ "$up" = "$inst1" ] || fail "instance 1 reports pid '$up', not $inst1"
+	say "Instance 1, pid $inst1, is up."
+
+	say "" "A client (the one of step 3) connects to 127.0.0.1:$port:"
+	cmd "perl -MSocket -e \"\$client\" $port"
+	perl -MSocket -e "$client" "$port" >restart1.out || fail "the client exited $?"
+	out restart1.out
+	grep -q "^client read: pid $inst1 answers \"hello server\"\$" restart1.out ||
+		fail "instance 1 did not answer"
+
+	say "" "The restart. Instance 2 starts the same way, next to instance 1, and gets a"
+	say "copy of the same listening socket:"
+	cmd "fdrecv -t 10 -c ./restart.sock -- perl -e \"\$instance\" up2 &" \
+	    "timeout 10 head -n 1 up2"
+	fdrecv -t 10 -c ./restart.sock -- perl -e "$instance" up2 &
+	inst2=$!
+	jobs_started="$holder $inst1 $inst2"
+	up=$(timeout 10 head -n 1 up2) || fail "instance 2 did not come up"
+	[ "$up" = "$inst2" ] || fail "instance 2 reports pid '$up', not $inst2"
+	say "Instance 2, pid $inst2, is up. Only now is instance 1 stopped:"
+	cmd "kill -TERM $inst1"
+	kill -TERM "$inst1"
+	rc=0; wait "$inst1" || rc=$?
+	jobs_started="$holder $inst2"
+	[ "$rc" = 0 ] || fail "instance 1 exited $rc, not 0"
+	say "Instance 1 exited 0. The listening socket never closed: the holder and"
+	say "instance 2 hold it, so a connection that arrives while instances change"
+	say "waits in its backlog instead of being refused."
+
+	say "" "The same client again:"
+	cmd "perl -MSocket -e \"\$client\" $port"
+	perl -MSocket -e "$client" "$port" >restart2.out || fail "the client exited $?"
+	out restart2.out
+	grep -q "^client read: pid $inst2 answers \"hello server\"\$" restart2.out ||
+		fail "instance 2 did not answer"
+
+	say "" "The end: instance 2 is stopped, then the holder. On SIGTERM the holder"
+	say "removes its socket file and exits 0."
+	cmd "kill -TERM $inst2" "kill -TERM $holder"
+	kill -TERM "$inst2"
+	rc=0; wait "$inst2" || rc=$?
+	jobs_started=$holder
+	[ "$rc" = 0 ] || fail "instance 2 exited $rc, not 0"
+	kill -TERM "$holder"
+	rc=0; wait "$holder" || rc=$?
+	jobs_started=
+	[ "$rc" = 0 ] || fail "the holder exited $rc, not 0"
+	[ ! -e restart.sock ] || fail "the holder left ./restart.sock behind"
+	say "The holder exited 0, and ./restart.sock is gone."
 fi
 
 say "" "Demo complete. Next: man ./man/fdrecv.1 (the PROTOCOL section describes the"
