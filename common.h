@@ -421,8 +421,9 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 		err(ST_SYSTEM, "%s", c->label);
 	if (c->abstract) {
 		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
-			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another listener"
-							  : "%s: bind", c->label);
+			fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
+				     errno == EADDRINUSE ? "%s: in use by another listener"
+							 : "%s: bind", c->label);
 		if (listen(fd, backlog) < 0)
 			err(ST_SYSTEM, "%s: listen", c->label);
 		return fd;
@@ -892,7 +893,8 @@ static inline int inbox_take(struct inbox *ib, struct msghdr *m)
 	if (bad == 1)
 		return inbox_fail(ib, "unexpected control message");
 	if (bad == 2)
-		return inbox_fail(ib, "more descriptors than announced");
+		return inbox_fail(ib, ib->maxfds ? "more descriptors than announced"
+						 : "descriptors attached to it");
 	return 0;
 }
 

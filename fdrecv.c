@@ -50,6 +50,7 @@ struct receiver {
 struct handoff {
 	int *fds;
 	size_t n;
+	int plain;             /* from a sender that knows no protocol */
 	char *names;           /* n NUL-terminated names, "" when unnamed */
 };
 
@@ -275,6 +276,7 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 	if (check_offer(r, h->names, ib->nfds, why, sizeof(why)))
 		return inbox_fail(ib, "%s", why);
 	h->n = ib->nfds;
+	h->plain = 1;
 	h->fds = ib->fds;
 	ib->fds = NULL;
 	ib->nfds = 0;
@@ -295,8 +297,11 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 
 	for (;;) {
 		fr = inbox_fill(ib, deadline);
-		if (fr <= 0)
-			return -1;
+		if (fr < 0)
+			return refuse(ib, ib->why);
+		if (fr == 0)   /* silent only if it said nothing: a probe */
+			return ib->len ? refuse(ib, "connection closed in the middle of a frame")
+				       : -1;
 		if (ib->firstfds && (ib->len < HDR_LEN || memcmp(ib->buf, MAGIC, 4)))
 			return take_plain(r, ib, h);
 		if (ib->len >= HDR_LEN)
@@ -607,7 +612,8 @@ int main(int argc, char **argv)
 	if (r.cmd)
 		place_fds(h.fds, targets, h.n, &conn);
 	put32(held, (uint32_t)h.n);
-	send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
+	if (!h.plain)   /* a plain sender reads nothing */
+		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
 	close(conn);
 	if (!r.cmd) {
 		describe_all(&r, &h);

@@ -49,14 +49,15 @@ static const char usage_text[] =
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
 	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
 
-enum { SRC_FD, SRC_SPEC, SRC_MADE };
+/* SRC_MADE_NAMED: made by fdsend, named by --fdname (nothing to free) */
+enum { SRC_FD, SRC_SPEC, SRC_MADE, SRC_MADE_NAMED };
 
+/* 16 bytes: 10 000 of them should cost few pages */
 struct source {
 	int kind;
 	int fd;                 /* SRC_SPEC: -1 until made */
-	const char *spec;       /* as written, for messages */
-	const char *name;       /* "" when unnamed */
-	char *own;              /* name, when fdsend made it */
+	const char *name;       /* "" when unnamed; SRC_SPEC: the spec until
+				 * made; not SRC_FD: allocated, or "" */
 };
 
 struct sender {
@@ -90,9 +91,7 @@ static void add_source(struct sender *s, int kind, int fd, const char *spec,
 	e = &s->src[s->nsrc++];
 	e->kind = kind;
 	e->fd = fd;
-	e->spec = spec;
-	e->own = name;
-	e->name = name ? name : "";
+	e->name = kind == SRC_SPEC ? spec : name ? name : "";
 }
 
 static void add_operand(struct sender *s, const char *arg)
@@ -357,20 +356,27 @@ static int take_from_pid(pid_t pid, int num, int dup)
  * POLLNVAL is asked again, since it says that of O_PATH descriptors too. */
 static int first_closed(const struct sender *s)
 {
-	struct pollfd *pf = calloc(s->nsrc, sizeof(*pf));
-	int bad = -1;
+	struct pollfd pf[256];
 
-	if (!pf)
-		err(ST_SYSTEM, "calloc");
-	for (size_t i = 0; i < s->nsrc; i++)
-		pf[i].fd = s->src[i].kind == SRC_FD && !s->pid ? s->src[i].fd : -1;
-	if (poll(pf, s->nsrc, 0) < 0)
-		err(ST_SYSTEM, "poll");
-	for (size_t i = 0; i < s->nsrc && bad < 0; i++)
-		if ((pf[i].revents & POLLNVAL) && fcntl(pf[i].fd, F_GETFD) < 0)
-			bad = pf[i].fd;
-	free(pf);
-	return bad;
+	for (size_t at = 0; at < s->nsrc; at += 256) {
+		size_t n = s->nsrc - at < 256 ? s->nsrc - at : 256;
+
+		for (size_t i = 0; i < n; i++) {
+			const struct source *e = &s->src[at + i];
+
+			pf[i] = (struct pollfd){
+				.fd = e->kind == SRC_FD && !s->pid ? e->fd : -1 };
+		}
+		/* poll refuses more entries than RLIMIT_NOFILE: ask each then */
+		if (poll(pf, n, 0) < 0)
+			for (size_t i = 0; i < n; i++)
+				pf[i].revents = POLLNVAL;
+		for (size_t i = 0; i < n; i++)
+			if ((pf[i].revents & POLLNVAL) && pf[i].fd >= 0 &&
+			    fcntl(pf[i].fd, F_GETFD) < 0)
+				return pf[i].fd;
+	}
+	return -1;
 }
 
 /* Turns every source into a descriptor, in order. */
@@ -387,13 +393,19 @@ static void gather(struct sender *s)
 		struct source *e = &s->src[i];
 
 		if (e->kind == SRC_SPEC) {
-			e->fd = make_socket(e->spec, s->backlog, s->mode, &e->own);
-			e->name = e->own ? e->own : "";
+			char *name = NULL;
+
+			e->fd = make_socket(e->name, s->backlog, s->mode, &name);
+			e->name = name ? name : "";
 		} else if (e->kind == SRC_FD && s->pid) {
 			e->fd = take_from_pid(s->pid, e->fd, s->dup);
 		}
-		if (i < s->nnames && *s->names[i])
+		if (i < s->nnames && *s->names[i]) {
+			if (e->kind != SRC_FD && *e->name)
+				free((char *)e->name);
 			e->name = s->names[i];
+			e->kind = e->kind == SRC_FD ? SRC_FD : SRC_MADE_NAMED;
+		}
 		s->fds[i] = e->fd;
 	}
 }
@@ -751,7 +763,9 @@ static void free_sender(struct sender *s, struct offer_msg *m)
 	for (size_t i = 0; i < s->nsrc; i++) {
 		if (s->src[i].kind != SRC_FD || s->pid)
 			close(s->src[i].fd);
-		free(s->src[i].own);
+		if ((s->src[i].kind == SRC_SPEC || s->src[i].kind == SRC_MADE) &&
+		    *s->src[i].name)
+			free((char *)s->src[i].name);
 	}
 	for (size_t i = 0; i < s->nnames; i++)
 		free(s->names[i]);
@@ -771,7 +785,7 @@ int main(int argc, char **argv)
 
 	parse_args(&s, argc, argv);
 	for (size_t i = 0; i < s.nsrc; i++)
-		if (s.src[i].kind == SRC_SPEC && s.src[i].spec[1] == 'n')
+		if (s.src[i].kind == SRC_SPEC && s.src[i].name[1] == 'n')
 			catch_signals(1);   /* unix: files not yet handed over go */
 	gather(&s);
 	build_offer(&s, &m);
