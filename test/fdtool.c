@@ -36,7 +36,7 @@ static const char usage[] =
 	"       fdtool plainsend ADDR FD... | plainrecv ADDR | fakerecv MODE ADDR\n"
 	"       fdtool rawsend ADDR HEX [FD...]\n"
 	"       fdtool rawclose ADDR HEX [FD...] | credsend ADDR HEX [FD...] | stall ADDR\n"
-	"       fdtool sink ADDR | answerfd ADDR WFD RFD | connectonce PATH FD CMD...\n";
+	"       fdtool sink ADDR | answerfd[-connect] ADDR WFD RFD | connectonce PATH FD CMD...\n";
 
 static int num(const char *s)
 {
@@ -751,13 +751,11 @@ static int cmd_sink(int argc, char **argv)
 	return 0;
 }
 
-/* answerfd ADDR WFD RFD: read fdsend's OFFER, answer GO with WFD attached, close our WFD,
- * then report whether the pipe's read end RFD sees EOF (every write end closed) within 5 s. */
-static int cmd_answerfd(int argc, char **argv)
+/* GO with WFD attached, our copy of WFD closed; then whether the pipe's read end RFD sees
+ * EOF (every write end closed) within 5 s. */
+static void answer_with_fd(int fd, char **argv)
 {
-	if (argc != 4)
-		errx(FAIL, "%s", usage);
-	int fd = accept_one(listen_at(argv[1]), argv[1]), wfd = num(argv[2]), rfd = num(argv[3]);
+	int wfd = num(argv[0]), rfd = num(argv[1]);
 	unsigned char h[12], go[12] = { 'F', 'D', 'H', 'O', 1, 2, 0, 0, 0, 0, 0, 0 };
 	read_full(fd, h, sizeof h, "header");
 	uint32_t len = le32(h + 8);
@@ -767,18 +765,35 @@ static int cmd_answerfd(int argc, char **argv)
 	read_full(fd, pl, len, "payload");
 	printf("offer count=%u\n", len >= 4 ? le32(pl) : 0);
 	fflush(stdout);
-	char *fdarg[] = { argv[2] };
-	send_with(fd, go, sizeof go, fdarg, 1, 0);
+	send_with(fd, go, sizeof go, argv, 1, 0);
 	close(wfd);
 	struct pollfd p = { .fd = rfd, .events = POLLIN };
 	int r;
+	char b;
 	while ((r = poll(&p, 1, 5000)) < 0 && errno == EINTR)
 		;
-	char b;
 	if (r > 0 && read(rfd, &b, 1) == 0)
 		printf("pipe read end saw EOF\n");
 	else
 		printf("pipe still open after 5 s\n");
+	free(pl);
+}
+
+/* answerfd ADDR WFD RFD: a receiver that answers fdsend's OFFER with GO carrying WFD. */
+static int cmd_answerfd(int argc, char **argv)
+{
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	answer_with_fd(accept_one(listen_at(argv[1]), argv[1]), argv + 2);
+	return 0;
+}
+
+/* answerfd-connect ADDR WFD RFD: the same, connecting to a holder (fdsend --serve). */
+static int cmd_answerfd_connect(int argc, char **argv)
+{
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	answer_with_fd(connect_to(argv[1]), argv + 2);
 	return 0;
 }
 
@@ -847,6 +862,8 @@ int main(int argc, char **argv)
 		return cmd_sink(argc, argv);
 	if (!strcmp(c, "answerfd"))
 		return cmd_answerfd(argc, argv);
+	if (!strcmp(c, "answerfd-connect"))
+		return cmd_answerfd_connect(argc, argv);
 	if (!strcmp(c, "connectonce"))
 		return cmd_connectonce(argc, argv);
 	fputs(usage, stderr);
