@@ -73,24 +73,6 @@ refused_and_closed() {
 	assert_file out accepted
 }
 
-# fd_count PID: how many descriptors PID has open.
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-
-# wait_fd_count PID N: until PID holds exactly N descriptors (bounded, 5 s).
-wait_fd_count() {
-	local i n
-	for ((i = 0; i < 500; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -eq "$2" ] && return 0
-		sleep 0.01
-	done
-	echo "pid $1 holds $n descriptors, expected $2:" >&2
-	ls -l "/proc/$1/fd" >&2
-	return 1
-}
-
 # ---- who may hand over: SO_PEERCRED and --allow-uid ----
 
 @test "uid: root's fdrecv refuses a sender of uid 65534 with the exact messages (fdsend exit 3), then takes root's handoff" {

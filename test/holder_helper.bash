@@ -22,25 +22,6 @@ holder_port() {
 	echo "${BASH_REMATCH[1]}"
 }
 
-# fd_count PID: how many descriptors PID has open.
-fd_count() {
-	ls "/proc/$1/fd" | wc -l
-}
-
-# wait_fd_count PID N: until PID holds exactly N descriptors (a holder closes a
-# receiver's connection only after reading its last answer).
-wait_fd_count() {
-	local i n
-	for ((i = 0; i < 500; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -eq "$2" ] && return 0
-		sleep 0.01
-	done
-	echo "pid $1 holds $n descriptors after 5 s, expected $2:" >&2
-	ls -l "/proc/$1/fd" >&2
-	return 1
-}
-
 # holder_warning PID REASON: the line a holder prints when it drops the receiver
 # PID (these tests run every process as root, uid 0).
 holder_warning() {
