@@ -71,8 +71,10 @@ test-deps: bats
 	  rm -f .fuzzcheck.c .fuzzcheck
 
 # The suite alone, against whatever build the flags make.
+SUITE     = $(filter-out test/valgrind.bats,$(wildcard test/*.bats))
+
 check: all helpers bats
-	bats test
+	bats $(SUITE)
 
 # Everything CI proves: the suite, the suite again under AddressSanitizer
 # and UBSan, a core subset under valgrind, and a short fuzzing run.

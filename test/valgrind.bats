@@ -7,6 +7,7 @@ load test_helper
 
 setup_file() {
 	command -v valgrind >/dev/null || skip "valgrind is not installed"
+	! ldd "$ROOT/fdsend" | grep -q libasan || skip "built with SANITIZE=1: valgrind cannot run it"
 }
 
 # vg TOOL ARG...: the tool under valgrind, its report in $T/vg.PID (a script,
