@@ -480,24 +480,23 @@ struct allow {
 	size_t n;
 };
 
-/* --allow-uid UID[,UID...]: numbers or user names. */
-static inline void parse_allow(struct allow *a, const char *arg)
+/* --allow-uid UID[,UID...]: numbers or user names (argv is cut in place). */
+static inline void parse_allow(struct allow *a, char *arg)
 {
-	char *copy = strdup(arg), *p = copy, *tok;
+	for (char *tok = arg, *comma; tok; tok = comma ? comma + 1 : NULL) {
+		struct passwd *pw;
+		uid_t uid;
 
-	if (!copy)
-		err(ST_SYSTEM, "strdup");
-	while ((tok = strsep(&p, ","))) {
-		struct passwd *pw = *tok >= '0' && *tok <= '9' ? NULL : getpwnam(tok);
-		uid_t uid = pw ? pw->pw_uid
-			       : (uid_t)parse_number(tok, 0, UINT32_MAX - 1, "uid or user name");
-
+		if ((comma = strchr(tok, ',')))
+			*comma = 0;
+		pw = *tok >= '0' && *tok <= '9' ? NULL : getpwnam(tok);
+		uid = pw ? pw->pw_uid
+			 : (uid_t)parse_number(tok, 0, UINT32_MAX - 1, "uid or user name");
 		a->uids = realloc(a->uids, (a->n + 1) * sizeof(uid_t));
 		if (!a->uids)
 			err(ST_SYSTEM, "realloc");
 		a->uids[a->n++] = uid;
 	}
-	free(copy);
 }
 
 /* The peer's credentials, as the kernel saw them at connect time (a uid,
@@ -567,7 +566,7 @@ static inline void wait_a_little(struct waiter *w, const struct chan *c,
 		return;
 	}
 	if (w->inotify == -1) {
-		strcpy(dir, c->sa.sun_path);
+		snprintf(dir, sizeof(dir), "%s", c->sa.sun_path);
 		slash = strrchr(dir, '/');
 		slash[slash == dir] = 0;      /* "/x" watches "/" */
 		w->inotify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -1170,9 +1169,10 @@ static inline void describe(int fd, const char *name, struct fdinfo *d)
 		for (size_t i = 0; i < sizeof(fb) / sizeof(fb[0]); i++) {
 			if ((fl & fb[i].bit) != fb[i].bit)
 				continue;
-			if (*d->flags)
-				strcat(d->flags, ",");
-			strcat(d->flags, fb[i].name);
+			size_t l = strlen(d->flags);
+
+			snprintf(d->flags + l, sizeof(d->flags) - l, "%s%s",
+				 l ? "," : "", fb[i].name);
 		}
 	}
 	if (!strcmp(kind, "socket"))

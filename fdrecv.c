@@ -56,16 +56,16 @@ struct handoff {
 
 /* ---- command line ---- */
 
-static void add_targets(struct receiver *r, const char *arg)
+/* -f N[,N...]: the words of argv may be cut in place */
+static void add_targets(struct receiver *r, char *arg)
 {
-	char *copy = strdup(arg), *p = copy, *tok;
+	for (char *tok = arg, *comma; tok; tok = comma ? comma + 1 : NULL) {
+		int fd;
 
-	if (!copy)
-		err(ST_SYSTEM, "strdup");
-	while ((tok = strsep(&p, ","))) {
-		int fd = (int)parse_number(tok, 0, (unsigned long)MAX_FDS - 1,
-					   "descriptor number");
-
+		if ((comma = strchr(tok, ',')))
+			*comma = 0;
+		fd = (int)parse_number(tok, 0, (unsigned long)MAX_FDS - 1,
+				       "descriptor number");
 		for (size_t i = 0; i < r->ntargets; i++)
 			if (r->targets[i] == fd)
 				usage_error("descriptor %d is a target twice", fd);
@@ -74,7 +74,6 @@ static void add_targets(struct receiver *r, const char *arg)
 			err(ST_SYSTEM, "realloc");
 		r->targets[r->ntargets++] = fd;
 	}
-	free(copy);
 }
 
 static int on_path(const char *cmd)
@@ -130,15 +129,15 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 			r->count = parse_number(optarg, 1, MAX_FDS, "count");
 			break;
 		case 'f': add_targets(r, optarg); break;
-		case 'i': add_targets(r, "0"); break;
-		case 'o': add_targets(r, "1"); break;
-		case 'e': add_targets(r, "2"); break;
+		case 'i': add_targets(r, (char[]){ "0" }); break;
+		case 'o': add_targets(r, (char[]){ "1" }); break;
+		case 'e': add_targets(r, (char[]){ "2" }); break;
 		case 't': r->timeout = parse_timeout(optarg); break;
 		case OPT_JSON: r->json = 1; break;
 		case OPT_ALLOW: parse_allow(&r->allow, optarg); break;
 		case OPT_MODE: r->mode = parse_mode(optarg); break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
-		case 'V': puts("fdrecv " VERSION); exit(ST_OK);
+		case 'V': fputs("fdrecv " VERSION "\n", stdout); exit(ST_OK);
 		default:
 			fprintf(stderr, "Try 'fdrecv --help' for more information.\n");
 			exit(ST_USAGE);
@@ -510,7 +509,8 @@ static void set_listen_env(const struct handoff *h)
 	for (size_t i = 0; i < h->n; i++) {
 		size_t l = strlen(s);
 
-		p += sprintf(p, "%s%s", i ? ":" : "", l ? s : "unknown");
+		p += snprintf(p, len + 1 - (size_t)(p - names), "%s%s", i ? ":" : "",
+			      l ? s : "unknown");
 		s += l + 1;
 	}
 	snprintf(num, sizeof(num), "%zu", h->n);
@@ -531,7 +531,7 @@ static void describe_all(const struct receiver *r, const struct handoff *h)
 	const char *s = h->names;
 
 	if (r->json)
-		puts("[");
+		fputs("[\n", stdout);
 	for (size_t i = 0; i < h->n; i++) {
 		struct fdinfo d;
 
@@ -539,11 +539,11 @@ static void describe_all(const struct receiver *r, const struct handoff *h)
 		print_fdinfo(stdout, r->targets ? r->targets[i] : (int)i + 3, &d,
 			     r->json);
 		if (r->json)
-			puts(i + 1 < h->n ? "," : "");
+			fputs(i + 1 < h->n ? ",\n" : "\n", stdout);
 		s += strlen(s) + 1;
 	}
 	if (r->json)
-		puts("]");
+		fputs("]\n", stdout);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		err(ST_SYSTEM, "stdout");
 }
