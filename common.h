@@ -208,6 +208,21 @@ static inline void runtime_dir(char *dir, size_t size)
 		     dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
 }
 
+/* Decimal digits of v at p, NUL-terminated; returns the end. The success
+ * path builds its few strings this way: printf's machinery costs pages. */
+static inline char *put_uint(char *p, unsigned long v)
+{
+	char b[24];
+	int i = sizeof(b);
+
+	do
+		b[--i] = (char)('0' + v % 10);
+	while (v /= 10);
+	memcpy(p, b + i, sizeof(b) - (size_t)i);
+	p[sizeof(b) - (size_t)i] = 0;
+	return p + sizeof(b) - i;
+}
+
 static inline void resolve_chan(struct chan *c, const char *word, int abstract)
 {
 	const char *name = word;
@@ -244,8 +259,11 @@ static inline void resolve_chan(struct chan *c, const char *word, int abstract)
 			usage_error("invalid socket name: '%s'", word);
 		runtime_dir(dir, sizeof(dir));
 		snprintf(c->label, sizeof(c->label), "%s/%s", dir, word);
+	} else if ((len = strlen(word)) < sizeof(c->label)) {
+		memcpy(c->label, word, len + 1);
 	} else {
-		snprintf(c->label, sizeof(c->label), "%s", word);
+		usage_error("%.40s...: path too long (%d bytes at most)", word,
+			    SUN_PATH_MAX);
 	}
 	len = strlen(c->label);
 	if (len > (size_t)SUN_PATH_MAX)
@@ -316,7 +334,8 @@ static inline int own_file(int slot, const char *p)
 			;
 	owned[slot].set = 0;
 	if (p) {
-		snprintf(owned[slot].path, sizeof(owned[slot].path), "%s", p);
+		memcpy(owned[slot].path, p, strnlen(p, sizeof(owned[slot].path) - 1));
+		owned[slot].path[strnlen(p, sizeof(owned[slot].path) - 1)] = 0;
 		atomic_signal_fence(memory_order_seq_cst);
 		owned[slot].set = 1;
 	}
@@ -433,9 +452,16 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 			unlink(c->sa.sun_path);
 	} else {
 		/* the temporary name lives beside the final one, for rename(2) */
-		n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s.fdsend.%d.%d",
-			     dirlen, c->sa.sun_path, (int)getpid(), fd);
-		if (n >= (int)sizeof(tmp.sun_path))
+		char name[64], *e = name;
+
+		memcpy(e, ".fdsend.", 8);
+		e = put_uint(e + 8, (unsigned long)getpid());
+		*e++ = '.';
+		e = put_uint(e, (unsigned long)fd);
+		n = dirlen + (int)(e - name);
+		if (n < (int)sizeof(tmp.sun_path))
+			memcpy(tmp.sun_path + dirlen, name, (size_t)(e - name) + 1);
+		else
 			fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
 				     c->label);
 		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);

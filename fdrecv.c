@@ -509,13 +509,16 @@ static void set_listen_env(const struct handoff *h)
 	for (size_t i = 0; i < h->n; i++) {
 		size_t l = strlen(s);
 
-		p += snprintf(p, len + 1 - (size_t)(p - names), "%s%s", i ? ":" : "",
-			      l ? s : "unknown");
+		if (i)
+			*p++ = ':';
+		memcpy(p, l ? s : "unknown", l ? l : 7);
+		p += l ? l : 7;
 		s += l + 1;
 	}
-	snprintf(num, sizeof(num), "%zu", h->n);
+	*p = 0;
+	put_uint(num, h->n);
 	setenv("LISTEN_FDS", num, 1);
-	snprintf(num, sizeof(num), "%d", (int)getpid());   /* exec keeps the pid */
+	put_uint(num, (unsigned long)getpid());   /* exec keeps the pid */
 	setenv("LISTEN_PID", num, 1);
 	/* too long for the kernel only when all are unnamed (offers with names
 	 * were checked): without it, sd_listen_fds_with_names(3) says "unknown" */
