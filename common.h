@@ -64,14 +64,20 @@ static inline void usage_error(const char *fmt, ...)
 static inline unsigned long parse_number(const char *s, unsigned long min,
 				  unsigned long max, const char *what)
 {
-	char *end;
-	unsigned long v;
+	unsigned long v = 0;
+	const char *p = s;
 
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end || errno || v < min || v > max)
-		usage_error("invalid %s: '%s' (expected %lu..%lu)", what, s,
-			    min, max);
+	/* digits only, checked against max as they come: no sign, no space */
+	do {
+		unsigned long d = (unsigned long)(*p - '0');
+
+		if (*p < '0' || *p > '9' || d > max || v > (max - d) / 10)
+			usage_error("invalid %s: '%s' (expected %lu..%lu)", what, s,
+				    min, max);
+		v = v * 10 + d;
+	} while (*++p);
+	if (v < min)
+		usage_error("invalid %s: '%s' (expected %lu..%lu)", what, s, min, max);
 	return v;
 }
 
@@ -135,6 +141,22 @@ static inline int wait_fd(int fd, short events, msec_t deadline)
 		if (errno != EINTR)
 			return -1;
 	}
+}
+
+/* Waits for a connected peer: until the deadline, and PEER_TIMEOUT_MS at
+ * most. Without a deadline no clock is read (its first read faults in
+ * pages, which is most of what a one-shot fdsend would spend on it). */
+static inline int wait_peer(int fd, short events, msec_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	if (deadline != NO_DEADLINE)
+		return wait_fd(fd, events, earlier(deadline, now_ms() + PEER_TIMEOUT_MS));
+	do
+		r = poll(&p, 1, PEER_TIMEOUT_MS);
+	while (r < 0 && errno == EINTR);
+	return r > 0 ? 1 : r;
 }
 
 /* ---- SOCKET forms ---- */
@@ -615,7 +637,7 @@ static inline void wait_a_little(struct waiter *w, const struct chan *c,
 static inline int connect_chan(const struct chan *c, msec_t deadline,
 			       const char *whom)
 {
-	struct waiter w = { now_ms(), 20, -1 };
+	struct waiter w = { 0, 20, -1 };   /* the clock starts at the first miss */
 	int fd = unix_socket(), last = 0;
 
 	for (;;) {
@@ -630,7 +652,9 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 			err(ST_SYSTEM, "%s: cannot connect", c->label);
 		}
 		last = errno;
-		if (now_ms() >= deadline) {
+		if (!w.start)
+			w.start = now_ms();
+		if (deadline != NO_DEADLINE && now_ms() >= deadline) {
 			close(fd);
 			if (last == ECONNREFUSED)
 				fail_cleanly(ST_TIMEOUT, 0, "%s: no %s listening (connection refused)",

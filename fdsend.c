@@ -626,8 +626,7 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 			     s->chan.label, p.why);
 	}
 	while ((r = step(s, m, &p)) == 0) {
-		if (wait_fd(conn, p.events,
-			    earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) <= 0) {
+		if (wait_peer(conn, p.events, deadline) <= 0) {
 			peer_timed_out(&p);
 			r = -1;
 			break;
