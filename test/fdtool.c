@@ -411,27 +411,68 @@ static int cmd_lsfd(void)
 	return 0;
 }
 
+static size_t parse_hex(const char *s, unsigned char *out, size_t size)
+{
+	size_t n = 0;
+	for (; *s && n < size; s++) {
+		unsigned v;
+		if (*s == ' ')
+			continue;
+		if (sscanf(s, "%2x", &v) != 1 || !s[1])
+			errx(FAIL, "bad hex at %s", s);
+		out[n++] = (unsigned char)v;
+		s++;
+	}
+	if (*s)
+		errx(FAIL, "hex too long");
+	return n;
+}
+
+/* Sends these bytes in one sendmsg, FDs attached (and our credentials first when creds). */
+static void send_with(int fd, const unsigned char *buf, size_t n, char **fdargs, int nfd, int creds)
+{
+	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(253 * sizeof(int))];
+		struct cmsghdr align; } u;
+	struct iovec iov = { (void *)buf, n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t len = 0;
+	memset(&u, 0, sizeof u);
+	msg.msg_control = u.buf;
+	if (creds) {
+		struct ucred cr = { getpid(), getuid(), getgid() };
+		msg.msg_controllen = CMSG_SPACE(sizeof cr);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_CREDENTIALS;
+		c->cmsg_len = CMSG_LEN(sizeof cr);
+		memcpy(CMSG_DATA(c), &cr, sizeof cr);
+		len = CMSG_SPACE(sizeof cr);
+	}
+	if (nfd) {
+		struct cmsghdr *c = (struct cmsghdr *)(u.buf + len);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+		for (int i = 0; i < nfd; i++) {
+			int v = num(fdargs[i]);
+			memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
+		}
+		len += CMSG_SPACE((size_t)nfd * sizeof(int));
+	}
+	msg.msg_controllen = len;
+	if (!len)
+		msg.msg_control = NULL;
+	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)n)
+		err(FAIL, "sendmsg");
+}
+
 /* plainsend ADDR FD...: a sender that knows nothing of the protocol: 1 byte + SCM_RIGHTS. */
 static int cmd_plainsend(int argc, char **argv)
 {
 	if (argc < 3 || argc - 2 > 253)
 		errx(FAIL, "%s", usage);
-	int n = argc - 2, fd = connect_to(argv[1]);
-	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
-	char byte = 'x';
-	struct iovec iov = { &byte, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			      .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int)) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
-	for (int i = 0; i < n; i++) {
-		int v = num(argv[2 + i]);
-		memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
-	}
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != 1)
-		err(FAIL, "sendmsg");
+	int fd = connect_to(argv[1]);
+	send_with(fd, (const unsigned char *)"x", 1, argv + 2, argc - 2, 0);
 	drain(fd); /* stay connected: the receiver must not wait for more bytes */
 	return 0;
 }
@@ -537,35 +578,10 @@ static int cmd_rawsend(int argc, char **argv)
 {
 	if (argc < 3 || argc - 3 > 253)
 		errx(FAIL, "%s", usage);
-	int fd = connect_to(argv[1]), nfd = argc - 3;
+	int fd = connect_to(argv[1]);
 	unsigned char out[4096];
-	size_t n = 0;
-	for (const char *s = argv[2]; *s && n < sizeof out; s++) {
-		unsigned v;
-		if (*s == ' ')
-			continue;
-		if (sscanf(s, "%2x", &v) != 1 || !s[1])
-			errx(FAIL, "bad hex at %s", s);
-		out[n++] = (unsigned char)v;
-		s++;
-	}
-	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
-	struct iovec iov = { out, n };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfd) {
-		msg.msg_control = u.buf;
-		msg.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
-		for (int i = 0; i < nfd; i++) {
-			int v = num(argv[3 + i]);
-			memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
-		}
-	}
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)n)
-		err(FAIL, "sendmsg");
+	size_t n = parse_hex(argv[2], out, sizeof out);
+	send_with(fd, out, n, argv + 3, argc - 3, 0);
 	unsigned char h[12];
 	read_full(fd, h, sizeof h, "answer");
 	uint32_t len = le32(h + 8);
@@ -594,61 +610,6 @@ static int cmd_stale(int argc, char **argv)
 }
 
 /* ---- hostile and odd peers for hardening.bats ---- */
-
-static size_t parse_hex(const char *s, unsigned char *out, size_t size)
-{
-	size_t n = 0;
-	for (; *s && n < size; s++) {
-		unsigned v;
-		if (*s == ' ')
-			continue;
-		if (sscanf(s, "%2x", &v) != 1 || !s[1])
-			errx(FAIL, "bad hex at %s", s);
-		out[n++] = (unsigned char)v;
-		s++;
-	}
-	if (*s)
-		errx(FAIL, "hex too long");
-	return n;
-}
-
-/* Sends these bytes in one sendmsg, FDs attached (and our credentials first when creds). */
-static void send_with(int fd, const unsigned char *buf, size_t n, char **fdargs, int nfd, int creds)
-{
-	union { char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(253 * sizeof(int))];
-		struct cmsghdr align; } u;
-	struct iovec iov = { (void *)buf, n };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	size_t len = 0;
-	memset(&u, 0, sizeof u);
-	msg.msg_control = u.buf;
-	if (creds) {
-		struct ucred cr = { getpid(), getuid(), getgid() };
-		msg.msg_controllen = CMSG_SPACE(sizeof cr);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_CREDENTIALS;
-		c->cmsg_len = CMSG_LEN(sizeof cr);
-		memcpy(CMSG_DATA(c), &cr, sizeof cr);
-		len = CMSG_SPACE(sizeof cr);
-	}
-	if (nfd) {
-		struct cmsghdr *c = (struct cmsghdr *)(u.buf + len);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
-		for (int i = 0; i < nfd; i++) {
-			int v = num(fdargs[i]);
-			memcpy(CMSG_DATA(c) + i * sizeof(int), &v, sizeof v);
-		}
-		len += CMSG_SPACE((size_t)nfd * sizeof(int));
-	}
-	msg.msg_controllen = len;
-	if (!len)
-		msg.msg_control = NULL;
-	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)n)
-		err(FAIL, "sendmsg");
-}
 
 /* Reads up to n bytes; how many arrived before the end of the stream. */
 static size_t read_some(int fd, void *buf, size_t n)
