@@ -63,6 +63,8 @@ bats:
 test-deps: bats
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  echo "valgrind missing: installing it"; $(APT) valgrind >/dev/null; }
+	@command -v musl-gcc >/dev/null 2>&1 || { \
+	  echo "musl-gcc missing: installing musl-tools"; $(APT) musl-tools >/dev/null; }
 	@printf 'int LLVMFuzzerTestOneInput(const char *d, long n)\n{ return !d && n; }\n' \
 	  >.fuzzcheck.c; \
 	  clang -fsanitize=fuzzer .fuzzcheck.c -o .fuzzcheck >/dev/null 2>&1 || { \
@@ -82,6 +84,7 @@ test: test-deps check
 	$(MAKE) --no-print-directory SANITIZE=1 check
 	$(MAKE) --no-print-directory valgrind
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${CI_FUZZ_SECONDS:-20}
+	$(MAKE) --no-print-directory musl
 	$(MAKE) --no-print-directory all
 
 valgrind: all helpers bats
@@ -106,6 +109,18 @@ fuzz:
 	  else cat "$$d.log"; rm -f "$$d.log"; exit 1; fi; \
 	else echo "fuzz: clang not installed, skipped"; fi
 
+# musl must build it too, and its sendmsg has limits of its own: build
+# both tools static with musl-gcc and hand 300 descriptors between them.
+musl: helpers
+	@if command -v musl-gcc >/dev/null 2>&1; then \
+	  d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	  for t in $(BINS); do \
+	    musl-gcc $(BASE) $(WARN) -Os -static -o "$$d/$$t" $$t.c || exit 1; done; \
+	  timeout 20 "$$d/fdrecv" -t 10 "$$d/s" -- sh -c 'test "$$LISTEN_FDS" = 300' & \
+	  timeout 20 ./test/fdtool memfds 300 "$$d/fdsend" -t 10 "$$d/s" && \
+	  wait $$! && echo "musl: both tools build, 300 descriptors handed over"; \
+	else echo "musl: musl-gcc not installed, skipped"; fi
+
 demo: all
 	@sh test/demo.sh
 
@@ -127,4 +142,4 @@ uninstall:
 clean:
 	rm -f $(BINS) $(HELPERS) $(BENCH) test/fuzz-libfuzzer .build-flags
 
-.PHONY: all helpers bats test-deps check test valgrind fuzz demo bench install uninstall clean FORCE
+.PHONY: all helpers bats test-deps check test valgrind fuzz musl demo bench install uninstall clean FORCE

@@ -43,6 +43,9 @@ enum {
 #define PEER_TIMEOUT_MS 5000    /* a connected peer must answer within this */
 #define MAX_FDS 1048576u        /* the kernel's default fs.nr_open */
 #define FDS_PER_MSG 253         /* SCM_MAX_FD */
+/* what a sender puts in one message: musl's sendmsg refuses control data
+ * over 1024 bytes, and CMSG_SPACE(252 * sizeof(int)) is exactly that */
+#define FDS_PER_SEND 252
 #define NAME_MAX_LEN 255        /* as systemd's FDNAME_MAX */
 #define CHUNK 65536             /* largest sendmsg; SEQPACKET readers use at least this */
 #define MAX_PAYLOAD (16u << 20)

@@ -465,7 +465,7 @@ static void build_offer(const struct sender *s, struct offer_msg *m)
 	}
 	m->first = 0;
 	if (s->noack && m->len + HDR_LEN + 4 <= CHUNK) {
-		m->first = s->nsrc < FDS_PER_MSG ? s->nsrc : FDS_PER_MSG;
+		m->first = s->nsrc < FDS_PER_SEND ? s->nsrc : FDS_PER_SEND;
 		fds_frame(m->buf + m->len, m->first);
 		m->len += HDR_LEN + 4;
 	}
@@ -569,8 +569,8 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 				p->events = POLLIN;
 				return s->noack;
 			}
-			if (n > FDS_PER_MSG)
-				n = FDS_PER_MSG;
+			if (n > FDS_PER_SEND)
+				n = FDS_PER_SEND;
 			fds_frame(fr, n);
 			r = send_some(p->fd, fr + p->off, sizeof(fr) - p->off,
 				      s->fds + p->done, p->off ? 0 : n);
