@@ -146,18 +146,18 @@ static inline int wait_fd(int fd, short events, msec_t deadline)
 	}
 }
 
-/* Waits for a connected peer: until the deadline, and PEER_TIMEOUT_MS at
- * most. Without a deadline no clock is read (its first read faults in
- * pages, which is most of what a one-shot fdsend would spend on it). */
-static inline int wait_peer(int fd, short events, msec_t deadline)
+/* Waits for a connected peer: until the deadline, and limit_ms at most.
+ * Without a deadline no clock is read (its first read faults in pages,
+ * which is most of what a one-shot fdsend would spend on it). */
+static inline int wait_peer(int fd, short events, msec_t deadline, int limit_ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 	int r;
 
 	if (deadline != NO_DEADLINE)
-		return wait_fd(fd, events, earlier(deadline, now_ms() + PEER_TIMEOUT_MS));
+		return wait_fd(fd, events, earlier(deadline, now_ms() + limit_ms));
 	do
-		r = poll(&p, 1, PEER_TIMEOUT_MS);
+		r = poll(&p, 1, limit_ms);
 	while (r < 0 && errno == EINTR);
 	return r > 0 ? 1 : r;
 }

@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"                         names of the descriptors, in order\n"
 	"      --no-ack           send at once, wait for no answer (plain receivers)\n"
 	"  -t, --timeout SECONDS  bound every wait (default: wait for the receiver\n"
-	"                         forever, for each answer 5 seconds)\n"
+	"                         forever, 10 s for its go-ahead, 5 s per answer)\n"
 	"  -L, --listen-fds       send the descriptors of socket activation\n"
 	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
 	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
@@ -626,7 +626,10 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 			     s->chan.label, p.why);
 	}
 	while ((r = step(s, m, &p)) == 0) {
-		if (wait_peer(conn, p.events, deadline) <= 0) {
+		/* a receiver gives each sender PEER_TIMEOUT_MS in turn: the
+		 * go-ahead may wait behind one that stalls */
+		if (wait_peer(conn, p.events, deadline, p.state == S_GO
+			      ? 2 * PEER_TIMEOUT_MS : PEER_TIMEOUT_MS) <= 0) {
 			peer_timed_out(&p);
 			r = -1;
 			break;
