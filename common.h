@@ -99,15 +99,16 @@ static inline msec_t now_ms(void)
 	return (msec_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* -t SECONDS, fractions allowed; returns milliseconds. */
+/* -t SECONDS, fractions allowed; returns milliseconds. Decimal digits and
+ * one point only: no sign, space, exponent or hex that strtod would take. */
 static inline msec_t parse_timeout(const char *s)
 {
-	char *end;
-	double v;
+	char *end = (char *)s;
+	double v = -1;
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end || errno || !(v >= 0 && v <= 31536000))
+	if (strspn(s, "0123456789.") == strlen(s) && strchr(s, '.') == strrchr(s, '.'))
+		v = strtod(s, &end);
+	if (end == s || *end || !(v >= 0 && v <= 31536000))
 		usage_error("invalid timeout: '%s' (expected seconds, e.g. 2.5)",
 			    s);
 	return (msec_t)(v * 1000 + 0.5);
@@ -160,6 +161,18 @@ static inline int wait_peer(int fd, short events, msec_t deadline, int limit_ms)
 		r = poll(&p, 1, limit_ms);
 	while (r < 0 && errno == EINTR);
 	return r > 0 ? 1 : r;
+}
+
+/* Every tool starts here: 0, 1 and 2 open (else a socket or a received
+ * descriptor could land there and be written to as if it were stderr),
+ * and socket files this process owns removed by exit(3), whatever path
+ * leads there; exec leaves them alone. */
+static inline void start_up(void (*cleanup)(void))
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			abort();
+	atexit(cleanup);
 }
 
 /* ---- SOCKET forms ---- */
@@ -311,7 +324,7 @@ static inline int unix_socket(void)
 
 /* A handler reads these: a slot's path is written while set is 0, and set
  * is flipped only after it, so no signal mask is needed. */
-#define MAX_OWNED 8
+#define MAX_OWNED 16
 static struct {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
 	volatile sig_atomic_t set;
@@ -355,8 +368,10 @@ static inline void catch_signals(int fatal)
 static inline int own_file(int slot, const char *p)
 {
 	if (slot < 0)
-		for (slot = 0; slot < MAX_OWNED - 1 && owned[slot].set; slot++)
+		for (slot = 0; slot < MAX_OWNED && owned[slot].set; slot++)
 			;
+	if (slot == MAX_OWNED)
+		errx(ST_USAGE, "%s: more than %d socket files at once", p, MAX_OWNED);
 	owned[slot].set = 0;
 	if (p) {
 		memcpy(owned[slot].path, p, strnlen(p, sizeof(owned[slot].path) - 1));
@@ -461,7 +476,7 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 	mode_t old;
 
 	*slot = -1;
-	if (service && fcntl(fd, F_SETFL, 0) < 0)
+	if (service == 1 && fcntl(fd, F_SETFL, 0) < 0)
 		err(ST_SYSTEM, "%s", c->label);
 	if (c->abstract) {
 		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
@@ -472,6 +487,8 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 			err(ST_SYSTEM, "%s: listen", c->label);
 		return fd;
 	}
+	if (!service && dirlen + 32 >= (int)sizeof(tmp.sun_path))
+		service = 2;   /* no room for a temporary name: bind in place */
 	if (service) {
 		if (path_state(c))
 			unlink(c->sa.sun_path);
@@ -652,7 +669,7 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 			last = errno;
 			close(fd);
 			errno = last;
-			err(ST_SYSTEM, "%s: cannot connect", c->label);
+			fail_cleanly(ST_SYSTEM, 1, "%s: cannot connect", c->label);
 		}
 		last = errno;
 		if (!w.start)
@@ -781,6 +798,19 @@ static inline const char *parse_offer(const unsigned char *p, size_t len,
 	return NULL;
 }
 
+/* A peer's text (a refusal reason), fit to print on one line of a
+ * terminal: anything but printable ASCII becomes '?'. */
+static inline const char *peer_text(char *out, size_t size,
+				    const unsigned char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && i + 1 < size; i++)
+		out[i] = p[i] >= ' ' && p[i] <= '~' ? (char)p[i] : '?';
+	out[i] = 0;
+	return out;
+}
+
 static inline void close_all(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -882,6 +912,7 @@ struct inbox {
 	int *fds;
 	size_t nfds, maxfds;
 	size_t msgs;                /* recvmsg calls that returned data */
+	uint32_t maxframe;          /* largest payload accepted */
 	int firstfds;               /* the first message carried descriptors */
 	char why[160];              /* the reason for the last failure */
 };
@@ -891,6 +922,7 @@ static inline void inbox_init(struct inbox *ib, int fd)
 	memset(ib, 0, sizeof(*ib));
 	ib->fd = fd;
 	ib->maxfds = FDS_PER_MSG;
+	ib->maxframe = MAX_PAYLOAD;
 }
 
 static inline void inbox_free(struct inbox *ib)
@@ -991,10 +1023,13 @@ static inline int inbox_fill(struct inbox *ib, msec_t deadline)
 				ib->firstfds = ib->nfds > had;
 			return 1;
 		}
-		if (r == 0) {
-			/* a descriptor-only message is impossible: data is required */
-			return 0;
+		if (r == 0 && m.msg_controllen) {
+			/* an empty SEQPACKET record can carry descriptors: close them */
+			inbox_take(ib, &m);
+			return inbox_fail(ib, "empty message with descriptors");
 		}
+		if (r == 0)
+			return 0;
 		if (errno == EINTR)
 			continue;
 		if (errno == ECONNRESET)
@@ -1042,6 +1077,8 @@ static inline int inbox_frame(struct inbox *ib, int *type,
 			if ((bad = check_header(ib->buf + ib->off)))
 				return inbox_fail(ib, "%s", bad);
 			need = HDR_LEN + get32(ib->buf + ib->off + 8);
+			if (need - HDR_LEN > ib->maxframe)
+				return inbox_fail(ib, "frame too long");
 		}
 		if (ib->len - ib->off >= need)
 			break;
@@ -1239,8 +1276,8 @@ static inline void put_escaped(FILE *out, const char *s, size_t len, int json)
 
 		if (json && (c == '"' || c == '\\'))
 			fprintf(out, "\\%c", c);
-		else if (json && (c < 0x20 || c > 0x7e))
-			fprintf(out, "\\u%04x", c);
+		else if (json && (c < 0x20 || c == 0x7f))
+			fprintf(out, "\\u%04x", c);   /* UTF-8 passes as it is */
 		else if (!json && (c <= ' ' || c > 0x7e || c == '\\'))
 			fprintf(out, "\\x%02x", c);
 		else

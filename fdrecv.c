@@ -162,8 +162,14 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	/* a mistyped command must not swallow anybody's descriptors */
 	if (r->cmd && !strchr(r->cmd[0], '/') && !on_path(r->cmd[0]))
 		errx(ST_NOT_FOUND, "%s: command not found", r->cmd[0]);
-	if (r->cmd && strchr(r->cmd[0], '/') && access(r->cmd[0], X_OK) < 0)
-		err(errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN, "%s", r->cmd[0]);
+	if (r->cmd && strchr(r->cmd[0], '/')) {
+		struct stat st;
+
+		if (stat(r->cmd[0], &st) < 0 || access(r->cmd[0], X_OK) < 0)
+			err(errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN, "%s", r->cmd[0]);
+		if (!S_ISREG(st.st_mode))
+			errx(ST_CANNOT_RUN, "%s: not a regular file", r->cmd[0]);
+	}
 	resolve_chan(&r->chan, argv[optind], abstract);
 }
 
@@ -309,9 +315,12 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 	fr = inbox_frame(ib, &type, &p, &len, deadline);
 	if (fr <= 0)
 		return fr < 0 ? refuse(ib, ib->why) : -1;
-	if (type == T_REFUSED)
-		return inbox_fail(ib, "refused by sender: %.*s",
-				  (int)(len > 100 ? 100 : len), (const char *)p);
+	if (type == T_REFUSED) {
+		char text[101];
+
+		return inbox_fail(ib, "refused by sender: %s",
+				  peer_text(text, sizeof(text), p, len));
+	}
 	if (type != T_OFFER)
 		return refuse(ib, "expected an offer");
 	if ((bad = parse_offer(p, len, &o)))
@@ -522,7 +531,7 @@ static void set_listen_env(const struct handoff *h)
 	setenv("LISTEN_PID", num, 1);
 	/* too long for the kernel only when all are unnamed (offers with names
 	 * were checked): without it, sd_listen_fds_with_names(3) says "unknown" */
-	if (len > 128 * 1024)
+	if (len + sizeof("LISTEN_FDNAMES=") > 128 * 1024)
 		unsetenv("LISTEN_FDNAMES");
 	else
 		setenv("LISTEN_FDNAMES", names, 1);
@@ -569,6 +578,7 @@ int main(int argc, char **argv)
 	int lfd = -1, conn, status;
 	int *targets;
 
+	start_up(remove_owned_files);
 	parse_args(&r, argc, argv);
 	if (r.chan.inherited >= 0 || r.connect) {
 		msec_t deadline = deadline_after(r.timeout);

@@ -149,7 +149,7 @@ static void add_activated(struct sender *s)
 		if (fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC) < 0)
 			errx(ST_USAGE, "--listen-fds: fd %ld: not open", 3 + i);
 		/* "unknown" is what systemd calls an unnamed one */
-		if (l && name_ok(names, l) && strncmp(names, "unknown", l) &&
+		if (l && name_ok(names, l) && !(l == 7 && !strncmp(names, "unknown", 7)) &&
 		    !(name = strndup(names, l)))
 			err(ST_SYSTEM, "strndup");
 		add_source(s, SRC_MADE, 3 + (int)i, "--listen-fds", name);
@@ -490,10 +490,12 @@ static int send_failed(struct peer *p)
 	int type, e = errno;
 
 	if (e == EPIPE || e == ECONNRESET) {
+		char text[1025];
+
 		if (inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT) == 1 &&
 		    type == T_REFUSED)
-			return peer_fail(p, ST_HANDOFF, "refused by receiver: %.*s",
-					 (int)(len > 1024 ? 1024 : len), (const char *)pl);
+			return peer_fail(p, ST_HANDOFF, "refused by receiver: %s",
+					 peer_text(text, sizeof(text), pl, len));
 		return peer_fail(p, ST_HANDOFF, "receiver closed the connection");
 	}
 	if (e == ETOOMANYREFS)
@@ -520,9 +522,12 @@ static int read_answer(struct peer *p, size_t nfds)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
 	if (p->ib.nfds)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: descriptors attached to it");
-	if (type == T_REFUSED)
-		return peer_fail(p, ST_HANDOFF, "refused by receiver: %.*s",
-				 (int)(len > 1024 ? 1024 : len), (const char *)pl);
+	if (type == T_REFUSED) {
+		char text[1025];
+
+		return peer_fail(p, ST_HANDOFF, "refused by receiver: %s",
+				 peer_text(text, sizeof(text), pl, len));
+	}
 	if (p->state == S_GO && type != T_GO)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected the go-ahead");
 	if (p->state == S_HELD && (type != T_HELD || len < 4 || get32(pl) != nfds))
@@ -600,6 +605,7 @@ static void peer_init(struct peer *p, int fd, msec_t deadline)
 	p->deadline = deadline;
 	inbox_init(&p->ib, fd);
 	p->ib.maxfds = 0;   /* an answer carries no descriptors */
+	p->ib.maxframe = 2048;   /* nor more than a reason */
 }
 
 static void peer_timed_out(struct peer *p)
@@ -757,6 +763,9 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 	/* only the holder's own socket goes: unix: listeners may live on in
 	 * the service */
 	remove_file(slot);
+	for (int i = 0; i < MAX_OWNED; i++)
+		if (owned[i].set)
+			own_file(i, NULL);
 }
 
 static void free_sender(struct sender *s, struct offer_msg *m)
@@ -785,6 +794,7 @@ int main(int argc, char **argv)
 	msec_t deadline;
 	int conn;
 
+	start_up(remove_owned_files);
 	parse_args(&s, argc, argv);
 	for (size_t i = 0; i < s.nsrc; i++)
 		if (s.src[i].kind == SRC_SPEC && s.src[i].name[1] == 'n')
