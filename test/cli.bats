@@ -187,3 +187,16 @@ has_synopsis() {
 	run -2 t fdsend fd:-1 0
 	[[ "${lines[0]}" == "fdsend: "*fd:-1* || "${lines[0]}" == "fdsend: "*"'-1'"* ]]
 }
+
+@test "fdrecv: a COMMAND path that is a directory exits 126 before binding" {
+	run -126 t fdrecv -t 1 "$S" -- "$T"
+	[ "$output" = "fdrecv: $T: not a regular file" ]
+	[ ! -e "$S" ]
+}
+
+@test "-t takes decimal seconds only: no sign, space, exponent or hex" {
+	for bad in ' 1' 1e-1 0x1p-3 -1 1.2.3 ''; do
+		run -2 t fdsend -t "$bad" "$S" 0
+		[ "${lines[0]}" = "fdsend: invalid timeout: '$bad' (expected seconds, e.g. 2.5)" ]
+	done
+}

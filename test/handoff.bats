@@ -383,3 +383,13 @@ lsfd_expected() {
 	reap_ok "$BG"
 	assert_file out via-stdin
 }
+
+@test "with stdout closed, fdrecv opens /dev/null there: the received file gets no describe line" {
+	: >got
+	bg fdrecv -t 5 "$S" >&- 2>err
+	wait_for_socket "$S"
+	run -0 t fdsend "$S" 5 5>>got
+	reap_ok "$BG"
+	[ ! -s got ]
+	[ ! -s err ]
+}

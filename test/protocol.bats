@@ -116,3 +116,12 @@ refused_then_accepts() {
 	reap_ok "$BG"
 	assert_file out accepted
 }
+
+@test "a reason with control characters is printed with '?' in their place, on one line" {
+	bg fdtool fakerecv $'refuse:ok\e[2J\nfdsend: all delivered' "$S" >offer
+	wait_for_socket "$S"
+	run -3 t fdsend "$S" 0 </dev/null
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$output" = "fdsend: $S: refused by receiver: ok?[2J?fdsend: all delivered" ]
+	reap_ok "$BG"
+}
