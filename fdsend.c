@@ -520,8 +520,6 @@ static int read_answer(struct peer *p, size_t nfds)
 	}
 	if (r < 0)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
-	if (p->ib.nfds)
-		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: descriptors attached to it");
 	if (type == T_REFUSED) {
 		char text[1025];
 
