@@ -61,28 +61,31 @@ wait_served_by() {
 	wait_for_line "$T/client.out" "^seen $1\$"
 }
 
-# wait_sleeping PID COMM: until PID runs COMM (exec done) and sleeps in a wait.
+# sleeping PID COMM: PID runs COMM (its exec done) and sleeps in a wait.
+sleeping() {
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] &&
+		[ "$(awk '{print $3}' "/proc/$1/stat")" = S ]
+}
+
+# wait_sleeping PID COMM: until PID runs COMM and sleeps in a wait.
 wait_sleeping() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		[ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] &&
-			[ "$(awk '{print $3}' "/proc/$1/stat")" = S ] && return 0
-		sleep 0.01
-	done
+	wait_until sleeping "$1" "$2" && return 0
 	echo "pid $1 is not a sleeping $2 after 5 s" >&2
+	return 1
+}
+
+# signal_pending PID SIGNUM: SIGNUM is pending (blocked) in PID.
+signal_pending() {
+	local m
+	for m in $(awk '$1 == "ShdPnd:" || $1 == "SigPnd:" { print $2 }' "/proc/$1/status"); do
+		(( 0x$m & (1 << ($2 - 1)) )) && return 0
+	done
 	return 1
 }
 
 # wait_signal_pending PID SIGNUM: until SIGNUM is pending (blocked) in PID.
 wait_signal_pending() {
-	local i mask
-	for ((i = 0; i < 500; i++)); do
-		mask=$(awk '$1 == "ShdPnd:" || $1 == "SigPnd:" { print $2 }' "/proc/$1/status" | tr '\n' ' ')
-		for m in $mask; do
-			(( 0x$m & (1 << ($2 - 1)) )) && return 0
-		done
-		sleep 0.01
-	done
+	wait_until signal_pending "$1" "$2" && return 0
 	echo "signal $2 not pending in pid $1 after 5 s" >&2
 	return 1
 }
@@ -106,11 +109,7 @@ gone_pid() {
 
 # wait_for_file PATH: until PATH exists (helpers write ready files whole, by rename).
 wait_for_file() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		[ -e "$1" ] && return 0
-		sleep 0.01
-	done
+	wait_until test -e "$1" && return 0
 	echo "$1 did not appear within 5 s" >&2
 	return 1
 }

@@ -75,68 +75,64 @@ t() {
 	timeout -k 2 20 "$@" 3>&-
 }
 
-# child_of PID: the pid of the only child of PID (the command under `timeout`).
-child_of() {
-	local i c
+# wait_until CMD...: until CMD succeeds, trying every 10 ms for 5 s at most
+# (a bounded wait on an event, never a fixed sleep).
+wait_until() {
+	local i
 	for ((i = 0; i < 500; i++)); do
-		c=$(pgrep -P "$1") && { echo "$c"; return 0; }
+		"$@" && return 0
 		sleep 0.01
 	done
 	return 1
 }
 
+# child_of PID: the pid of the only child of PID (the command under `timeout`).
+child_of() {
+	wait_until pgrep -P "$1"
+}
+
 # wait_for_socket PATH: until PATH is a socket (fdrecv renames it into place once listening).
 wait_for_socket() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		[ -S "$1" ] && return 0
-		sleep 0.01
-	done
+	wait_until test -S "$1" && return 0
 	echo "socket $1 did not appear within 5 s" >&2
 	return 1
 }
 
 # wait_for_abstract NAME: until a listening abstract socket @NAME exists.
 wait_for_abstract() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		grep -q " 00010000 .* @$1\$" /proc/net/unix && return 0
-		sleep 0.01
-	done
+	wait_until grep -q " 00010000 .* @$1\$" /proc/net/unix && return 0
 	echo "abstract socket @$1 did not appear within 5 s" >&2
 	return 1
 }
 
 # wait_for_line FILE REGEX: until a line of FILE matches (e.g. a warning was printed).
 wait_for_line() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.01
-	done
+	wait_until grep -Eq -- "$2" "$1" 2>/dev/null && return 0
 	echo "no line matching '$2' in $1 within 5 s:" >&2
 	cat "$1" >&2 2>/dev/null
 	return 1
 }
 
+# complete_line FILE: FILE holds at least one line, and ends with a newline.
+complete_line() {
+	[ -s "$1" ] && [ -z "$(tail -c 1 "$1")" ]
+}
+
 # wait_for_output FILE: until FILE holds at least one complete line.
 wait_for_output() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		[ -s "$1" ] && [ -z "$(tail -c 1 "$1")" ] && return 0
-		sleep 0.01
-	done
+	wait_until complete_line "$1" && return 0
 	echo "nothing written to $1 within 5 s" >&2
 	return 1
 }
 
+# absent PATH: nothing at PATH, not even a dangling link.
+absent() {
+	[ ! -e "$1" ] && [ ! -L "$1" ]
+}
+
 # wait_gone PATH: until PATH no longer exists.
 wait_gone() {
-	local i
-	for ((i = 0; i < 500; i++)); do
-		[ -e "$1" ] || [ -L "$1" ] || return 0
-		sleep 0.01
-	done
+	wait_until absent "$1" && return 0
 	echo "$1 still exists after 5 s" >&2
 	return 1
 }
@@ -146,16 +142,16 @@ fd_count() {
 	ls "/proc/$1/fd" | wc -l
 }
 
+# fd_count_is PID N: PID holds exactly N descriptors.
+fd_count_is() {
+	[ "$(fd_count "$1")" -eq "$2" ]
+}
+
 # wait_fd_count PID N: until PID holds exactly N descriptors (a holder closes a
 # receiver's connection only after reading its last answer).
 wait_fd_count() {
-	local i n
-	for ((i = 0; i < 500; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -eq "$2" ] && return 0
-		sleep 0.01
-	done
-	echo "pid $1 holds $n descriptors after 5 s, expected $2:" >&2
+	wait_until fd_count_is "$1" "$2" && return 0
+	echo "pid $1 holds $(fd_count "$1") descriptors after 5 s, expected $2:" >&2
 	ls -l "/proc/$1/fd" >&2
 	return 1
 }
