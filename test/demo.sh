@@ -42,6 +42,15 @@ say() { printf '%s\n' "$@"; }
 cmd() { printf '  $ %s\n' "$@"; }
 out() { sed 's/^/    /' "$@"; }
 fail() { say "" "demo: FAILED: $*" >&2; exit 1; }
+# ask N PID (step 4): the client of step 3 connects; instance N, process
+# PID, must be the one that answers.
+ask() {
+	cmd "perl -MSocket -e \"\$client\" $port"
+	perl -MSocket -e "$client" "$port" >"restart$1.out" || fail "the client exited $?"
+	out "restart$1.out"
+	grep -q "^client read: pid $2 answers \"hello server\"\$" "restart$1.out" ||
+		fail "instance $1 did not answer"
+}
 
 say "fdsend hands open file descriptors over a UNIX socket to fdrecv, which runs"
 say "a command with them (at 3, 4, ... with LISTEN_FDS set) or describes them."
@@ -220,11 +229,7 @@ die "server: accept: $!\n";'
 	say "Instance 1, pid $inst1, is up."
 
 	say "" "A client (the one of step 3) connects to 127.0.0.1:$port:"
-	cmd "perl -MSocket -e \"\$client\" $port"
-	perl -MSocket -e "$client" "$port" >restart1.out || fail "the client exited $?"
-	out restart1.out
-	grep -q "^client read: pid $inst1 answers \"hello server\"\$" restart1.out ||
-		fail "instance 1 did not answer"
+	ask 1 "$inst1"
 
 	say "" "The restart. Instance 2 starts the same way, next to instance 1, and gets a"
 	say "copy of the same listening socket:"
@@ -246,11 +251,7 @@ die "server: accept: $!\n";'
 	say "waits in its backlog instead of being refused."
 
 	say "" "The same client again:"
-	cmd "perl -MSocket -e \"\$client\" $port"
-	perl -MSocket -e "$client" "$port" >restart2.out || fail "the client exited $?"
-	out restart2.out
-	grep -q "^client read: pid $inst2 answers \"hello server\"\$" restart2.out ||
-		fail "instance 2 did not answer"
+	ask 2 "$inst2"
 
 	say "" "The end: instance 2 is stopped, then the holder. On SIGTERM the holder"
 	say "removes its socket file and exits 0."
