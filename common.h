@@ -63,23 +63,31 @@ static inline void usage_error(const char *fmt, ...)
 	exit(ST_USAGE);
 }
 
-/* Whole-string unsigned parse; the message quotes the bad text. */
-static inline unsigned long parse_number(const char *s, unsigned long min,
-				  unsigned long max, const char *what)
+/* Decimal digits only, the whole string, at most max: no sign, no space
+ * (strtoul would take both). 1 with *v set, else 0. */
+static inline int parse_digits(const char *s, unsigned long max,
+			       unsigned long *v)
 {
-	unsigned long v = 0;
 	const char *p = s;
 
-	/* digits only, checked against max as they come: no sign, no space */
+	*v = 0;
 	do {
 		unsigned long d = (unsigned long)(*p - '0');
 
-		if (*p < '0' || *p > '9' || d > max || v > (max - d) / 10)
-			usage_error("invalid %s: '%s' (expected %lu..%lu)", what, s,
-				    min, max);
-		v = v * 10 + d;
+		if (*p < '0' || *p > '9' || d > max || *v > (max - d) / 10)
+			return 0;
+		*v = *v * 10 + d;
 	} while (*++p);
-	if (v < min)
+	return 1;
+}
+
+/* Whole-string unsigned parse; the message quotes the bad text. */
+static inline unsigned long parse_number(const char *s, unsigned long min,
+					 unsigned long max, const char *what)
+{
+	unsigned long v;
+
+	if (!parse_digits(s, max, &v) || v < min)
 		usage_error("invalid %s: '%s' (expected %lu..%lu)", what, s, min, max);
 	return v;
 }
@@ -147,32 +155,126 @@ static inline int wait_fd(int fd, short events, msec_t deadline)
 	}
 }
 
-/* Waits for a connected peer: until the deadline, and limit_ms at most.
- * Without a deadline no clock is read (its first read faults in pages,
- * which is most of what a one-shot fdsend would spend on it). */
-static inline int wait_peer(int fd, short events, msec_t deadline, int limit_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
+/* ---- start-up: standard descriptors and inherited signals ---- */
 
-	if (deadline != NO_DEADLINE)
-		return wait_fd(fd, events, earlier(deadline, now_ms() + limit_ms));
-	do
-		r = poll(&p, 1, limit_ms);
-	while (r < 0 && errno == EINTR);
-	return r > 0 ? 1 : r;
-}
+/* Bit fd is set when 0, 1 or 2 was closed at start: it holds /dev/null now,
+ * which must never be taken for a descriptor the caller meant. */
+static unsigned closed_at_start;
+
+/* The stop signals, and the dispositions the tool was started with (the
+ * stop signals, then SIGPIPE): COMMAND gets exactly these back. */
+static const int stop_sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+static struct sigaction start_sigs[4];
 
 /* Every tool starts here: 0, 1 and 2 open (else a socket or a received
- * descriptor could land there and be written to as if it were stderr),
- * and socket files this process owns removed by exit(3), whatever path
- * leads there; exec leaves them alone. */
+ * descriptor could land there and be written to as if it were stderr);
+ * SIGPIPE ignored, so that a stderr on a broken pipe costs a message and
+ * not the process; socket files this process owns removed by exit(3),
+ * whatever path leads there (exec leaves them alone). */
 static inline void start_up(void (*cleanup)(void))
 {
-	for (int fd = 0; fd < 3; fd++)
-		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+	struct sigaction ign;
+
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		if (open("/dev/null", O_RDWR) != fd)
 			abort();
+		closed_at_start |= 1u << fd;
+	}
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_sigs[i], NULL, &start_sigs[i]);
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &ign, &start_sigs[3]);
 	atexit(cleanup);
+}
+
+static inline int closed_std(int fd)
+{
+	return fd >= 0 && fd < 3 && (closed_at_start >> fd & 1);
+}
+
+/* Before exec: the dispositions the tool was started with. */
+static inline void restore_signals(void)
+{
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_sigs[i], &start_sigs[i], NULL);
+	sigaction(SIGPIPE, &start_sigs[3], NULL);
+}
+
+/* ---- warnings from a loop that serves peers ---- */
+
+/* Peers may be many and hostile: of their failures, the first WARN_BURST
+ * of each second are told, the rest counted and told in one line once the
+ * second is over; and never by blocking on a stderr nobody reads (a line
+ * that cannot go at once is lost). */
+#define WARN_BURST 10
+struct warn_limit {
+	msec_t next;            /* when this second is over */
+	unsigned told;          /* lines told in it */
+	unsigned long held;     /* failures not told */
+};
+
+static inline void say_now(const char *fmt, ...)
+{
+	char line[1280];
+	struct pollfd p = { .fd = 2, .events = POLLOUT };
+	size_t n = (size_t)snprintf(line, sizeof(line) - 1, "%s: ",
+				    program_invocation_short_name);
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(line + n, sizeof(line) - 1 - n, fmt, ap);
+	va_end(ap);
+	n = r < 0 ? n : n + (size_t)r < sizeof(line) - 1 ? n + (size_t)r
+							 : sizeof(line) - 2;
+	line[n++] = '\n';
+	if (poll(&p, 1, 0) == 1 && p.revents == POLLOUT &&
+	    write(2, line, n) < 0)
+		return;   /* nothing more can be done about it */
+}
+
+/* Ends the second once it is over (now, with force), telling what was
+ * held back. */
+static inline void flush_warnings(struct warn_limit *w, const char *label,
+				  const char *peers, int force)
+{
+	msec_t now = now_ms();
+
+	if (now < w->next && !force)
+		return;
+	if (w->held)
+		say_now("%s: %lu more %s failed or were refused (not shown one by one)",
+			label, w->held, peers);
+	w->held = 0;
+	w->told = 0;
+	w->next = now + 1000;
+}
+
+static inline void warn_peer(struct warn_limit *w, const char *label,
+			     const char *peers, const char *fmt, ...)
+{
+	char text[1200];
+	va_list ap;
+
+	flush_warnings(w, label, peers, 0);
+	if (w->told == WARN_BURST) {
+		w->held++;
+		return;
+	}
+	w->told++;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	say_now("%s", text);
+}
+
+/* When the loop must wake up next to tell what was held back. */
+static inline msec_t warnings_due(const struct warn_limit *w)
+{
+	return w->held ? w->next : NO_DEADLINE;
 }
 
 /* ---- SOCKET forms ---- */
@@ -196,8 +298,8 @@ static inline void check_inherited(const char *label, int fd)
 	struct sockaddr_un peer;
 	socklen_t plen = sizeof(peer);
 
-	if (fstat(fd, &st) < 0)
-		errx(ST_USAGE, "%s: %s", label,
+	if (closed_std(fd) || fstat(fd, &st) < 0)
+		errx(ST_USAGE, "%s: %s", label, closed_std(fd) ? "not open" :
 		     errno == EBADF ? "not open" : strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
 		errx(ST_USAGE, "%s: not a socket", label);
@@ -219,31 +321,53 @@ static inline void check_inherited(const char *label, int fd)
 		err(ST_SYSTEM, "%s", label);
 }
 
-/* The per-user directory for bare names, created 0700 when missing. */
+/* Ends the program unless dir is a real directory (not a symlink) owned by
+ * the caller that no one else may enter. */
+static inline void check_private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		err(ST_SYSTEM, "%s", dir);
+	if (!S_ISDIR(st.st_mode))
+		errx(ST_SYSTEM, "%s: not a directory%s", dir,
+		     S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+	if (st.st_uid != geteuid() || (st.st_mode & 077))
+		errx(ST_SYSTEM, "%s: not a private directory (owner uid %u, mode %03o; expected uid %u, mode 0700)",
+		     dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
+		     (unsigned)geteuid());
+}
+
+/* The per-user directory for bare names, created 0700 when missing. Only
+ * an XDG_RUNTIME_DIR that is a real directory of the caller's own is
+ * followed: root, after su without -, may have a user's in its
+ * environment, and then uses /run/fdsend instead. */
 static inline void runtime_dir(char *dir, size_t size)
 {
 	const char *x = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
-	int private = 0;
 
-	if (x && *x == '/')
+	if (x && *x == '/') {
+		int mine = lstat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
+			   st.st_uid == geteuid();
+
+		if (!mine && geteuid() != 0)
+			errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not a directory owned by uid %u",
+			     x, (unsigned)geteuid());
+		if (!mine)
+			x = NULL;
+	} else {
+		x = NULL;
+	}
+	if (x)
 		snprintf(dir, size, "%s/fdsend", x);
 	else if (geteuid() == 0)
 		snprintf(dir, size, "/run/fdsend");
-	else {
+	else
 		snprintf(dir, size, "/tmp/fdsend-%u", (unsigned)geteuid());
-		private = 1;
-	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		err(ST_SYSTEM, "%s: cannot create directory", dir);
-	if (lstat(dir, &st) < 0)
-		err(ST_SYSTEM, "%s", dir);
-	if (!S_ISDIR(st.st_mode))
-		errx(ST_SYSTEM, "%s: not a directory", dir);
-	/* /tmp is shared: only a directory that is ours alone will do */
-	if (private && (st.st_uid != geteuid() || (st.st_mode & 077)))
-		errx(ST_SYSTEM, "%s: not a private directory (owner %u, mode %03o)",
-		     dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+	check_private_dir(dir);
 }
 
 /* Decimal digits of v at p, NUL-terminated; returns the end. The success
@@ -320,23 +444,92 @@ static inline int unix_socket(void)
 	return fd;
 }
 
-/* ---- socket files: removed on the way out, and on SIGINT/SIGTERM/SIGHUP ---- */
+/* ---- socket files: only our own, removed on the way out ---- */
 
-/* A handler reads these: a slot's path is written while set is 0, and set
- * is flipped only after it, so no signal mask is needed. */
-#define MAX_OWNED 16
-static struct {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+/* A socket file this process created: the directory it was bound in, held
+ * open so that removing it never resolves a path again (a directory on the
+ * way may have been swapped for a symbolic link since), its name there, and
+ * the identity of the file, so that a successor's file under the same name
+ * is left alone. Entries are only ever prepended, never freed: a signal
+ * handler may walk the list at any moment. */
+struct owned {
+	struct owned *next;
+	int dirfd;
+	dev_t dev;
+	ino_t ino;
 	volatile sig_atomic_t set;
-} owned[MAX_OWNED];
+	char name[];
+};
+static struct owned *volatile owned_files;
 static volatile sig_atomic_t stop_signal;
 
-/* Async-signal-safe: a handler may call it. */
+/* 1 when the file at o's name is still the one o was made as. */
+static inline int still_ours(const struct owned *o)
+{
+	struct stat st;
+
+	return fstatat(o->dirfd, o->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_dev == o->dev && st.st_ino == o->ino;
+}
+
+
+/* An entry for a file about to be made as name in dirfd: allocated before
+ * the file exists, so that nothing can fail between making and claiming. */
+static inline struct owned *owned_entry(int dirfd, const char *name)
+{
+	size_t len = strlen(name) + 1;
+	struct owned *o = calloc(1, sizeof(*o) + len);
+
+	if (!o || (o->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)) < 0)
+		err(ST_SYSTEM, "%s", name);
+	memcpy(o->name, name, len);
+	o->next = owned_files;
+	atomic_signal_fence(memory_order_seq_cst);
+	owned_files = o;
+	return o;
+}
+
+/* The file is made and is st: from now on it goes at exit. */
+static inline void claim(struct owned *o, const struct stat *st)
+{
+	o->dev = st->st_dev;
+	o->ino = st->st_ino;
+	atomic_signal_fence(memory_order_seq_cst);
+	o->set = 1;
+}
+
+/* The file is no longer ours to remove (handed over, or gone). */
+static inline void disown(struct owned *o)
+{
+	if (!o || o->dirfd < 0)
+		return;
+	o->set = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	close(o->dirfd);
+	o->dirfd = -1;
+}
+
+/* At exit, or from a signal handler (it is async-signal-safe). */
 static inline void remove_owned_files(void)
 {
-	for (int i = 0; i < MAX_OWNED; i++)
-		if (owned[i].set)
-			unlink(owned[i].path);
+	for (struct owned *o = owned_files; o; o = o->next) {
+		if (o->set && still_ours(o))
+			unlinkat(o->dirfd, o->name, 0);
+		disown(o);
+	}
+}
+
+static inline void disown_all(void)
+{
+	for (struct owned *o = owned_files; o; o = o->next)
+		disown(o);
+}
+
+static inline void remove_file(struct owned *o)
+{
+	if (o && o->set && still_ours(o))
+		unlinkat(o->dirfd, o->name, 0);
+	disown(o);
 }
 
 static inline void die_of_signal(int sig)
@@ -351,7 +544,8 @@ static inline void note_stop(int sig)
 }
 
 /* fatal: the process dies of the signal after cleaning up; otherwise the
- * signal is only noted, for a loop that waits in ppoll(2). */
+ * signal is only noted, for a loop that waits in ppoll(2). A signal that
+ * was ignored when the tool started stays ignored (nohup). */
 static inline void catch_signals(int fatal)
 {
 	struct sigaction sa;
@@ -359,172 +553,216 @@ static inline void catch_signals(int fatal)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = fatal ? die_of_signal : note_stop;
 	sa.sa_flags = fatal ? SA_RESETHAND : 0;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	for (int i = 0; i < 3; i++)
+		if (start_sigs[i].sa_handler != SIG_IGN)
+			sigaction(stop_sigs[i], &sa, NULL);
 }
 
-/* Records (p) or forgets (NULL) the file in a slot; returns the slot. */
-static inline int own_file(int slot, const char *p)
-{
-	if (slot < 0)
-		for (slot = 0; slot < MAX_OWNED && owned[slot].set; slot++)
-			;
-	if (slot == MAX_OWNED)
-		errx(ST_USAGE, "%s: more than %d socket files at once", p, MAX_OWNED);
-	owned[slot].set = 0;
-	if (p) {
-		memcpy(owned[slot].path, p, strnlen(p, sizeof(owned[slot].path) - 1));
-		owned[slot].path[strnlen(p, sizeof(owned[slot].path) - 1)] = 0;
-		atomic_signal_fence(memory_order_seq_cst);
-		owned[slot].set = 1;
-	}
-	return slot;
-}
+/* Where a socket file goes: its directory, held open, and its name there. */
+struct spot {
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *name;
+	int dirfd;
+};
 
-static inline void remove_file(int slot)
+static inline void open_spot(const struct chan *c, struct spot *sp)
 {
-	if (slot >= 0 && owned[slot].set) {
-		unlink(owned[slot].path);
-		own_file(slot, NULL);
-	}
-}
+	const char *path = c->sa.sun_path, *slash = strrchr(path, '/');
 
-/* Exits after removing what this process created. */
-static inline void fail_cleanly(int status, int with_errno, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (with_errno)
-		vwarn(fmt, ap);
+	if (!slash)
+		snprintf(sp->dir, sizeof(sp->dir), ".");
 	else
-		vwarnx(fmt, ap);
-	va_end(ap);
-	remove_owned_files();
-	exit(status);
+		snprintf(sp->dir, sizeof(sp->dir), "%.*s",
+			 slash == path ? 1 : (int)(slash - path), path);
+	sp->name = slash ? slash + 1 : path;
+	if (!*sp->name)
+		usage_error("%s: no file name after the last '/'", c->label);
+	sp->dirfd = open(sp->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0)
+		err(ST_SYSTEM, "%s: directory %s", c->label, sp->dir);
 }
 
-/* 1 when somebody listens at sa. */
-static inline int live_listener(const struct sockaddr_un *sa, socklen_t len)
+/* bind(2) takes a path: the directory it went through must still be the
+ * one held open, else the file is somewhere we never looked. */
+static inline void check_spot(const struct chan *c, const struct spot *sp)
 {
-	int fd = unix_socket();
-	int r = connect(fd, (const struct sockaddr *)sa, len);
-	int live = r == 0 || errno == EAGAIN;
+	struct stat a, b;
 
-	close(fd);
-	return live;
+	if (stat(sp->dir, &a) < 0 || fstat(sp->dirfd, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		errx(ST_SYSTEM, "%s: directory %s was replaced while binding",
+		     c->label, sp->dir);
 }
 
-/* What is at the channel's path: 0 nothing, 1 a stale socket (nobody
- * listening). A live listener, or anything that is not a socket, ends the
- * program: it is never stolen, unlinked or followed. */
-static inline int path_state(const struct chan *c)
-{
-	struct stat st;
+enum { GONE, STALE };
 
-	if (lstat(c->sa.sun_path, &st) < 0) {
+/* What is at name in the spot (sa is its address): GONE, or STALE when a
+ * stream connect(2) is refused (nobody listens; the same file before and
+ * after asking). Anything else is in use or not ours: the program ends and
+ * the file is left exactly as it was. */
+static inline int probe_spot(const struct chan *c, const struct spot *sp,
+			     const char *name, const struct sockaddr_un *sa,
+			     socklen_t salen, struct stat *st)
+{
+	struct stat again;
+	int fd, r, e;
+
+	if (fstatat(sp->dirfd, name, st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
-			return 0;
-		fail_cleanly(ST_SYSTEM, 1, "%s", c->label);
+			return GONE;
+		err(ST_SYSTEM, "%s", c->label);
 	}
-	if (!S_ISSOCK(st.st_mode))
-		fail_cleanly(ST_SYSTEM, 0, "%s: exists and is not a socket", c->label);
-	if (live_listener(&c->sa, c->salen))
-		fail_cleanly(ST_SYSTEM, 0, "%s: in use by another listener", c->label);
-	return 1;
+	if (!S_ISSOCK(st->st_mode))
+		errx(ST_SYSTEM, "%s: exists and is not a socket", c->label);
+	fd = unix_socket();
+	do
+		r = connect(fd, (const struct sockaddr *)sa, salen);
+	while (r < 0 && errno == EINTR);
+	e = errno;
+	close(fd);
+	if (r == 0 || e == EAGAIN)
+		errx(ST_SYSTEM, "%s: in use by another listener", c->label);
+	if (e == ENOENT)
+		return GONE;
+	if (e != ECONNREFUSED)
+		errx(ST_SYSTEM, "%s: in use or not ours (connect: %s); left alone",
+		     c->label, strerror(e));
+	if (fstatat(sp->dirfd, name, &again, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    again.st_dev != st->st_dev || again.st_ino != st->st_ino)
+		return GONE;   /* changed meanwhile: look again */
+	return STALE;
 }
 
-/* Puts the listening socket bound at tmp into place at the channel's path,
- * so a waiting peer never meets a half-set-up listener. */
-static inline void move_into_place(int slot, const char *tmp,
-				   const struct chan *c)
+/* Removes the stale file st at name, and nothing else: it is first moved
+ * to a name of our own, and put back if what moved was not it (another
+ * tool replaced it meanwhile). Removing by name could hit that tool's
+ * live socket. */
+static inline void remove_stale(const struct chan *c, const struct spot *sp,
+				const char *name, const struct stat *st)
 {
-	const char *path = c->sa.sun_path;
+	char aside[64];
+	struct stat moved;
 
-	for (;;) {
-		if (path_state(c)) {
-			/* rename replaces the stale socket in one step */
-			if (rename(tmp, path) < 0)
-				break;
-		} else if (link(tmp, path) == 0) {
-			unlink(tmp);   /* link fails if somebody got there first */
-		} else if (errno == EEXIST) {
-			continue;
-		} else {
-			break;
-		}
-		own_file(slot, path);
+	snprintf(aside, sizeof(aside), ".fdsend.%ld.stale", (long)getpid());
+	if (renameat(sp->dirfd, name, sp->dirfd, aside) < 0) {
+		if (errno == ENOENT)
+			return;   /* somebody removed it first */
+		err(ST_SYSTEM, "%s: cannot replace the stale socket", c->label);
+	}
+	if (fstatat(sp->dirfd, aside, &moved, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    moved.st_dev == st->st_dev && moved.st_ino == st->st_ino) {
+		unlinkat(sp->dirfd, aside, 0);
 		return;
 	}
-	fail_cleanly(ST_SYSTEM, 1, "%s", c->label);
+	if (linkat(sp->dirfd, aside, sp->dirfd, name, 0) < 0)
+		err(ST_SYSTEM, "%s: a socket that replaced the stale one was moved to %s/%s and cannot be put back",
+		    c->label, sp->dir, aside);
+	unlinkat(sp->dirfd, aside, 0);
 }
 
-/* A listening socket at the channel's address; *slot gets the socket file's
- * cleanup slot (-1 for abstract names). The handoff socket is bound under
- * a temporary name and moved into place once listening; a service's
- * socket (service) is bound in place, so that it reports its real address,
- * and is blocking, as servers expect. */
+/* Binds fd at name in the spot (address sa), replacing only a stale
+ * socket; the file belongs to o from the moment it exists. */
+static inline void bind_spot(int fd, const struct chan *c, const struct spot *sp,
+			     const char *name, const struct sockaddr_un *sa,
+			     socklen_t salen, mode_t mode, struct owned *o)
+{
+	struct stat st;
+	mode_t old;
+	int r;
+
+	for (int tries = 0;; tries++) {
+		/* the mode is set from birth: chmod on a socket fd does nothing */
+		old = umask(~mode & 0777);
+		r = bind(fd, (const struct sockaddr *)sa, salen);
+		umask(old);
+		if (r == 0)
+			break;
+		if (errno != EADDRINUSE || tries == 100)
+			err(ST_SYSTEM, "%s: bind", c->label);
+		if (probe_spot(c, sp, name, sa, salen, &st) == STALE)
+			remove_stale(c, sp, name, &st);
+	}
+	check_spot(c, sp);
+	if (fstatat(sp->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		err(ST_SYSTEM, "%s", c->label);
+	claim(o, &st);
+}
+
+/* Gives the listening socket bound at tmp its final name in the spot, so a
+ * waiting peer never meets a half-set-up listener. link(2) never replaces:
+ * of two tools racing for one stale path, exactly one gets it. */
+static inline struct owned *move_into_place(const struct chan *c,
+					    const struct spot *sp,
+					    struct owned *tmp)
+{
+	struct owned *o = owned_entry(sp->dirfd, sp->name);
+	struct stat st;
+
+	st.st_dev = tmp->dev;
+	st.st_ino = tmp->ino;
+	claim(o, &st);   /* a file of another identity there is not touched */
+	for (int tries = 0;; tries++) {
+		if (linkat(sp->dirfd, tmp->name, sp->dirfd, sp->name, 0) == 0)
+			break;
+		if (errno != EEXIST || tries == 100)
+			err(ST_SYSTEM, "%s", c->label);
+		if (probe_spot(c, sp, sp->name, &c->sa, c->salen, &st) == STALE)
+			remove_stale(c, sp, sp->name, &st);
+	}
+	remove_file(tmp);
+	return o;
+}
+
+enum listen_for {
+	FOR_HANDOFF,    /* bound under a temporary name, moved into place */
+	FOR_SERVICE,    /* bound in place, so it reports its real address */
+};
+
+/* A listening socket at the channel's address; *own gets its socket file
+ * (NULL for abstract names). A service's socket is blocking, as servers
+ * expect. */
 static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
-			      int service, int *slot)
+			      enum listen_for why, struct owned **own)
 {
 	int fd = unix_socket();
 	struct sockaddr_un tmp = c->sa;
-	const char *slash = strrchr(c->sa.sun_path, '/');
-	int dirlen = slash ? (int)(slash - c->sa.sun_path + 1) : 0, n, r;
-	socklen_t tlen = c->salen;
-	mode_t old;
+	char tname[64];
+	struct spot sp;
+	int n;
 
-	*slot = -1;
-	if (service == 1 && fcntl(fd, F_SETFL, 0) < 0)
+	*own = NULL;
+	if (why == FOR_SERVICE && fcntl(fd, F_SETFL, 0) < 0)
 		err(ST_SYSTEM, "%s", c->label);
 	if (c->abstract) {
 		if (bind(fd, (const struct sockaddr *)&c->sa, c->salen) < 0)
-			fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
-				     errno == EADDRINUSE ? "%s: in use by another listener"
-							 : "%s: bind", c->label);
+			err(ST_SYSTEM, errno == EADDRINUSE ? "%s: in use by another listener"
+				       : "%s: bind", c->label);
 		if (listen(fd, backlog) < 0)
 			err(ST_SYSTEM, "%s: listen", c->label);
 		return fd;
 	}
-	if (!service && dirlen + 32 >= (int)sizeof(tmp.sun_path))
-		service = 2;   /* no room for a temporary name: bind in place */
-	if (service) {
-		if (path_state(c))
-			unlink(c->sa.sun_path);
+	open_spot(c, &sp);
+	/* the temporary name lives beside the final one, for link(2) */
+	n = snprintf(tname, sizeof(tname), ".fdsend.%ld.%d", (long)getpid(), fd);
+	if (why == FOR_SERVICE ||
+	    (size_t)(sp.name - c->sa.sun_path) + (size_t)n >= sizeof(tmp.sun_path)) {
+		/* no room for a temporary name: bind in place */
+		*own = owned_entry(sp.dirfd, sp.name);
+		bind_spot(fd, c, &sp, sp.name, &c->sa, c->salen, mode, *own);
+		if (listen(fd, backlog) < 0)
+			err(ST_SYSTEM, "%s: listen", c->label);
 	} else {
-		/* the temporary name lives beside the final one, for rename(2) */
-		char name[64], *e = name;
+		struct owned *t = owned_entry(sp.dirfd, tname);
 
-		memcpy(e, ".fdsend.", 8);
-		e = put_uint(e + 8, (unsigned long)getpid());
-		*e++ = '.';
-		e = put_uint(e, (unsigned long)fd);
-		n = dirlen + (int)(e - name);
-		if (n < (int)sizeof(tmp.sun_path))
-			memcpy(tmp.sun_path + dirlen, name, (size_t)(e - name) + 1);
-		else
-			fail_cleanly(ST_USAGE, 0, "%s: path too long for a temporary name beside it",
-				     c->label);
-		tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+		memcpy(tmp.sun_path + (sp.name - c->sa.sun_path), tname, (size_t)n + 1);
+		bind_spot(fd, c, &sp, tname, &tmp, (socklen_t)(offsetof(struct
+			  sockaddr_un, sun_path) + (size_t)(sp.name - c->sa.sun_path) +
+			  (size_t)n + 1), mode, t);
+		if (listen(fd, backlog) < 0)
+			err(ST_SYSTEM, "%s: listen", c->label);
+		*own = move_into_place(c, &sp, t);
 	}
-	/* the mode is set from birth: chmod on a socket fd does nothing */
-	old = umask(~mode & 0777);
-	r = bind(fd, (const struct sockaddr *)&tmp, tlen);
-	if (r < 0 && errno == EADDRINUSE && !service) {
-		unlink(tmp.sun_path);   /* ours by pid and fd: a crash left it */
-		r = bind(fd, (const struct sockaddr *)&tmp, tlen);
-	}
-	umask(old);
-	if (r < 0)
-		fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
-			     errno == EADDRINUSE ? "%s: in use by another listener"
-						 : "%s: bind", c->label);
-	*slot = own_file(-1, tmp.sun_path);
-	if (listen(fd, backlog) < 0)
-		fail_cleanly(ST_SYSTEM, 1, "%s: listen", c->label);
-	if (!service)
-		move_into_place(*slot, tmp.sun_path, c);
+	close(sp.dirfd);
 	return fd;
 }
 
@@ -669,7 +907,7 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 			last = errno;
 			close(fd);
 			errno = last;
-			fail_cleanly(ST_SYSTEM, 1, "%s: cannot connect", c->label);
+			err(ST_SYSTEM, "%s: cannot connect", c->label);
 		}
 		last = errno;
 		if (!w.start)
@@ -677,9 +915,9 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 		if (deadline != NO_DEADLINE && now_ms() >= deadline) {
 			close(fd);
 			if (last == ECONNREFUSED)
-				fail_cleanly(ST_TIMEOUT, 0, "%s: no %s listening (connection refused)",
+				errx(ST_TIMEOUT, "%s: no %s listening (connection refused)",
 					     c->label, whom);
-			fail_cleanly(ST_TIMEOUT, 0, "%s: timed out waiting for a %s",
+			errx(ST_TIMEOUT, "%s: timed out waiting for a %s",
 				     c->label, whom);
 		}
 		wait_a_little(&w, c, deadline);
@@ -1269,19 +1507,51 @@ static inline void describe(int fd, const char *name, struct fdinfo *d)
 		describe_socket(fd, d);
 }
 
-static inline void put_escaped(FILE *out, const char *s, size_t len, int json)
+/* The length of the valid UTF-8 sequence at s (n bytes there), or 0:
+ * no overlong forms, surrogates, or code points past U+10FFFF. */
+static inline size_t utf8_len(const unsigned char *s, size_t n)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+	size_t len = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 :
+		     s[0] < 0xf0 ? 3 : s[0] < 0xf5 ? 4 : 0;
+	uint32_t cp;
+
+	if (!len || len > n)
+		return 0;
+	cp = len == 1 ? s[0] : s[0] & (0x7f >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/* JSON: valid UTF-8 as it is, each byte of anything else as the lone
+ * surrogate U+DC00+byte (Python's "surrogateescape"), so the output is
+ * always valid JSON and the bytes can still be recovered. Text: anything
+ * but printable ASCII as \xNN. */
+static inline void put_escaped(FILE *out, const char *str, size_t len, int json)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		size_t n = json ? utf8_len(s + i, len - i) : 1;
 
 		if (json && (c == '"' || c == '\\'))
 			fprintf(out, "\\%c", c);
 		else if (json && (c < 0x20 || c == 0x7f))
-			fprintf(out, "\\u%04x", c);   /* UTF-8 passes as it is */
+			fprintf(out, "\\u%04x", c);
+		else if (json && !n)
+			fprintf(out, "\\udc%02x", c);
 		else if (!json && (c <= ' ' || c > 0x7e || c == '\\'))
 			fprintf(out, "\\x%02x", c);
 		else
-			putc(c, out);
+			fwrite(s + i, 1, n, out);
+		i += n ? n : 1;
 	}
 }
 

@@ -44,6 +44,7 @@ struct receiver {
 	struct allow allow;
 	mode_t mode;
 	char **cmd;
+	char *path;            /* where cmd[0] was found */
 	msec_t timeout;
 };
 
@@ -76,25 +77,41 @@ static void add_targets(struct receiver *r, char *arg)
 	}
 }
 
-static int on_path(const char *cmd)
+/* Where COMMAND is, found once: what was checked is what runs, so a typo
+ * is told before any descriptor is taken, and the search cannot differ
+ * from the exec's. Without PATH, the system's default (confstr(3)). */
+static char *find_command(const char *cmd)
 {
+	char buf[PATH_MAX], dflt[256];
 	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
 	struct stat st;
+	int seen = 0;
 
-	if (!path)
-		path = "/usr/local/bin:/bin:/usr/bin";
-	while (*path) {
+	if (strchr(cmd, '/')) {
+		if (stat(cmd, &st) < 0 || access(cmd, X_OK) < 0)
+			err(errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN, "%s", cmd);
+		if (!S_ISREG(st.st_mode))
+			errx(ST_CANNOT_RUN, "%s: not a regular file", cmd);
+		return strdup(cmd);
+	}
+	if (!path && confstr(_CS_PATH, dflt, sizeof(dflt)) - 1 < sizeof(dflt) - 1)
+		path = dflt;
+	while (path && *path) {
 		size_t l = strcspn(path, ":");
 
-		snprintf(buf, sizeof(buf), "%.*s%s%s", (int)l, path,
-			 l ? "/" : "", cmd);
-		if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
-		    access(buf, X_OK) == 0)
-			return 1;
+		/* an empty entry means the current directory */
+		snprintf(buf, sizeof(buf), "%.*s/%s", l ? (int)l : 1,
+			 l ? path : ".", cmd);
+		if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (access(buf, X_OK) == 0)
+				return strdup(buf);
+			seen = 1;
+		}
 		path += l + (path[l] == ':');
 	}
-	return 0;
+	if (seen)
+		errx(ST_CANNOT_RUN, "%s: permission denied", cmd);
+	errx(ST_NOT_FOUND, "%s: command not found", cmd);
 }
 
 static void parse_args(struct receiver *r, int argc, char **argv)
@@ -160,16 +177,8 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	if (r->json && r->cmd)
 		usage_error("--json describes descriptors; it takes no COMMAND");
 	/* a mistyped command must not swallow anybody's descriptors */
-	if (r->cmd && !strchr(r->cmd[0], '/') && !on_path(r->cmd[0]))
-		errx(ST_NOT_FOUND, "%s: command not found", r->cmd[0]);
-	if (r->cmd && strchr(r->cmd[0], '/')) {
-		struct stat st;
-
-		if (stat(r->cmd[0], &st) < 0 || access(r->cmd[0], X_OK) < 0)
-			err(errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN, "%s", r->cmd[0]);
-		if (!S_ISREG(st.st_mode))
-			errx(ST_CANNOT_RUN, "%s: not a regular file", r->cmd[0]);
-	}
+	if (r->cmd && !(r->path = find_command(r->cmd[0])))
+		err(ST_SYSTEM, "malloc");
 	resolve_chan(&r->chan, argv[optind], abstract);
 }
 
@@ -375,23 +384,28 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 			  msec_t deadline)
 {
+	struct warn_limit wl = { 0, 0, 0 };
+
 	for (;;) {
 		struct inbox ib;
 		struct ucred cr;
 		char why[100];
-		int conn, w = wait_fd(lfd, POLLIN, deadline);
+		int conn, w = wait_fd(lfd, POLLIN, earlier(deadline, warnings_due(&wl)));
 
+		flush_warnings(&wl, r->chan.label, "senders", 0);
+		if (w == 0 && now_ms() < deadline)
+			continue;
 		if (w == 0) {
 			close(lfd);
-			fail_cleanly(ST_TIMEOUT, 0, "%s: timed out waiting for a sender",
-				     r->chan.label);
+			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
+			     r->chan.label);
 		}
 		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
 					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
 			    errno == ECONNABORTED)
 				continue;
-			fail_cleanly(ST_SYSTEM, 1, "%s: accept", r->chan.label);
+			err(ST_SYSTEM, "%s: accept", r->chan.label);
 		}
 		inbox_init(&ib, conn);
 		if (!peer_allowed(conn, &r->allow, &cr)) {
@@ -400,12 +414,13 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 		}
 		else if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
 			inbox_free(&ib);
+			flush_warnings(&wl, r->chan.label, "senders", 1);
 			return conn;
 		}
 		/* a peer that left without a word was only probing */
 		if (ib.why[0])
-			warnx("%s: sender uid %u pid %d: %s", r->chan.label,
-			      (unsigned)cr.uid, (int)cr.pid, ib.why);
+			warn_peer(&wl, r->chan.label, "senders", "%s: sender uid %u pid %d: %s",
+				  r->chan.label, (unsigned)cr.uid, (int)cr.pid, ib.why);
 		inbox_free(&ib);
 		free(h->names);
 		h->names = NULL;
@@ -545,7 +560,7 @@ static void describe_all(const struct receiver *r, const struct handoff *h)
 	if (r->json)
 		fputs("[\n", stdout);
 	for (size_t i = 0; i < h->n; i++) {
-		struct fdinfo d;
+		static struct fdinfo d;   /* tens of KiB: not for the stack */
 
 		describe(h->fds[i], s, &d);
 		print_fdinfo(stdout, r->targets ? r->targets[i] : (int)i + 3, &d,
@@ -566,54 +581,109 @@ static void release(struct receiver *r, struct handoff *h, int *targets)
 		free(targets);
 	free(r->targets);
 	free(r->allow.uids);
+	free(r->path);
 	free(h->fds);
 	free(h->names);
+}
+
+/* COMMAND gets the descriptor limit fdrecv was started with (a refused
+ * offer may have raised it since), raised only as far as its descriptors
+ * need: room above the highest for what COMMAND opens next. */
+#define NOFILE_ROOM 64
+static void restore_nofile(const struct rlimit *start, int top)
+{
+	struct rlimit rl = *start;
+	rlim_t need = (rlim_t)top + 1 + NOFILE_ROOM;
+
+	if (rl.rlim_cur < need)
+		rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* Runs COMMAND where it was found, as execvp(3) would: a file the kernel
+ * cannot run is handed to the shell. Returns only on failure. */
+static int run_command(const struct receiver *r)
+{
+	size_t n = 0;
+	char **argv;
+
+	execv(r->path, r->cmd);
+	if (errno == ENOEXEC) {
+		while (r->cmd[n])
+			n++;
+		argv = calloc(n + 2, sizeof(*argv));
+		if (argv) {
+			argv[0] = (char *)"sh";
+			argv[1] = r->path;
+			memcpy(argv + 2, r->cmd + 1, n * sizeof(*argv));
+			execv("/bin/sh", argv);
+			free(argv);
+		}
+	}
+	warn("%s", r->cmd[0]);
+	return errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+}
+
+/* fd:N, or --connect: one peer on one connection. */
+static int recv_from_peer(struct receiver *r, struct handoff *h)
+{
+	msec_t deadline = deadline_after(r->timeout);
+	struct inbox ib;
+	struct ucred cr;
+	char why[100];
+	int conn = r->chan.inherited;
+
+	if (r->connect && conn < 0) {
+		conn = connect_chan(&r->chan, deadline, "holder");
+		deadline = earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
+	}
+	inbox_init(&ib, conn);
+	if (!peer_allowed(conn, &r->allow, &cr)) {
+		refuse(&ib, not_allowed(&cr, why, sizeof(why)));
+		close(conn);
+		errx(ST_HANDOFF, "%s: refused the sender: %s", r->chan.label, why);
+	}
+	if (recv_handoff(r, &ib, h, deadline) < 0) {
+		inbox_free(&ib);
+		close(conn);
+		errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
+		     "%s: %s", r->chan.label,
+		     ib.why[0] ? ib.why : "sender closed the connection");
+	}
+	inbox_free(&ib);
+	return conn;
+}
+
+/* Listening on SOCKET: the first sender that hands over. */
+static int recv_by_listening(struct receiver *r, struct handoff *h)
+{
+	struct owned *own;
+	int lfd, conn;
+
+	catch_signals(1);
+	lfd = listen_chan(&r->chan, SOMAXCONN, r->mode, FOR_HANDOFF, &own);
+	conn = accept_handoff(r, lfd, h, deadline_after(r->timeout));
+	close(lfd);
+	remove_file(own);
+	return conn;
 }
 
 int main(int argc, char **argv)
 {
 	struct receiver r;
 	struct handoff h = { 0 };
+	struct rlimit nofile;
 	unsigned char held[4];
-	int lfd = -1, conn, status;
-	int *targets;
+	int conn, status, *targets;
 
 	start_up(remove_owned_files);
+	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+		err(ST_SYSTEM, "getrlimit");
 	parse_args(&r, argc, argv);
-	if (r.chan.inherited >= 0 || r.connect) {
-		msec_t deadline = deadline_after(r.timeout);
-		struct inbox ib;
-		struct ucred cr;
-		char why[100];
-
-		conn = r.chan.inherited;
-		if (r.connect && conn < 0) {
-			conn = connect_chan(&r.chan, deadline, "holder");
-			deadline = earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
-		}
-		inbox_init(&ib, conn);
-		if (!peer_allowed(conn, &r.allow, &cr)) {
-			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
-			close(conn);
-			errx(ST_HANDOFF, "%s: refused the sender: %s", r.chan.label, why);
-		}
-		if (recv_handoff(&r, &ib, &h, deadline) < 0) {
-			inbox_free(&ib);
-			close(conn);
-			errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
-			     "%s: %s", r.chan.label,
-			     ib.why[0] ? ib.why : "sender closed the connection");
-		}
-		inbox_free(&ib);
-	} else {
-		int slot;
-
-		catch_signals(1);
-		lfd = listen_chan(&r.chan, SOMAXCONN, r.mode, 0, &slot);
-		conn = accept_handoff(&r, lfd, &h, deadline_after(r.timeout));
-		close(lfd);
-		remove_file(slot);
-	}
+	if (r.chan.inherited >= 0 || r.connect)
+		conn = recv_from_peer(&r, &h);
+	else
+		conn = recv_by_listening(&r, &h);
 	targets = r.targets;
 	if (!targets) {
 		targets = malloc(h.n * sizeof(int));
@@ -628,6 +698,9 @@ int main(int argc, char **argv)
 	if (!h.plain)   /* a plain sender reads nothing */
 		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
 	close(conn);
+	/* fd:0 was the connection: COMMAND still starts with 0, 1, 2 open */
+	if (conn < 3 && open("/dev/null", O_RDWR) != conn)
+		err(ST_SYSTEM, "/dev/null");
 	if (!r.cmd) {
 		describe_all(&r, &h);
 		close_all(h.fds, h.n);
@@ -641,9 +714,9 @@ int main(int argc, char **argv)
 	} else {
 		set_listen_env(&h);
 	}
-	execvp(r.cmd[0], r.cmd);
-	status = errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
-	warn("%s", r.cmd[0]);
+	restore_nofile(&nofile, max_target(&r, h.n));
+	restore_signals();
+	status = run_command(&r);
 	release(&r, &h, targets);
 	return status;
 }

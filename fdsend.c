@@ -129,25 +129,22 @@ static void add_activated(struct sender *s)
 {
 	const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
 	const char *names = getenv("LISTEN_FDNAMES");
-	char *end;
-	long n, p;
+	unsigned long n, p;
 
 	if (!fds || !pid)
 		errx(ST_USAGE, "--listen-fds: LISTEN_FDS and LISTEN_PID are not set (not socket-activated)");
-	errno = 0;
-	p = strtol(pid, &end, 10);
-	if (*end || errno || p != (long)getpid())
+	/* digits only, as sd_listen_fds(3) reads them */
+	if (!parse_digits(pid, INT_MAX, &p) || p != (unsigned long)getpid())
 		errx(ST_USAGE, "--listen-fds: LISTEN_PID is '%s', not this process (%d)",
 		     pid, (int)getpid());
-	n = strtol(fds, &end, 10);
-	if (*end || errno || n < 1 || n > (long)MAX_FDS)
+	if (!parse_digits(fds, MAX_FDS, &n) || n < 1)
 		errx(ST_USAGE, "--listen-fds: invalid LISTEN_FDS: '%s'", fds);
-	for (long i = 0; i < n; i++) {
+	for (unsigned long i = 0; i < n; i++) {
 		size_t l = names ? strcspn(names, ":") : 0;
 		char *name = NULL;
 
 		if (fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC) < 0)
-			errx(ST_USAGE, "--listen-fds: fd %ld: not open", 3 + i);
+			errx(ST_USAGE, "--listen-fds: fd %lu: not open", 3 + i);
 		/* "unknown" is what systemd calls an unnamed one */
 		if (l && name_ok(names, l) && !(l == 7 && !strncmp(names, "unknown", 7)) &&
 		    !(name = strndup(names, l)))
@@ -232,6 +229,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		usage_error("--dup goes with --pid");
 	if (s->count && !s->serve)
 		usage_error("--count goes with --serve");
+	if (s->serve && s->timeout == 0)
+		usage_error("--serve -t 0: a holder needs a per-peer timeout above 0");
 	resolve_chan(&s->chan, argv[optind], abstract);
 	if (s->serve && s->chan.inherited >= 0)
 		usage_error("--serve listens: it needs a PATH, @NAME or NAME, not %s",
@@ -243,7 +242,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 /* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket. */
 static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 {
-	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1, slot;
+	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1;
 	const char *hp = spec + 4, *colon;
 	char host[INET6_ADDRSTRLEN + 2];
 	union {
@@ -257,12 +256,13 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 
 	if (spec[0] == 'u' && spec[1] == 'n') {
 		struct chan c;
+		struct owned *own;   /* removed on failure, the service's after */
 
 		resolve_chan(&c, spec + 5, 0);
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		*name = strdup("unix");
-		return listen_chan(&c, backlog, mode, 1, &slot);
+		return listen_chan(&c, backlog, mode, FOR_SERVICE, &own);
 	}
 	colon = strrchr(hp, ':');
 	if (!colon || (size_t)(colon - hp) >= sizeof(host))
@@ -290,12 +290,13 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 	if (fd < 0)
 		err(ST_SYSTEM, "%s: socket", spec);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, &a.sa, alen) < 0)
-		fail_cleanly(ST_SYSTEM, errno != EADDRINUSE,
-			     errno == EADDRINUSE ? "%s: address already in use" : "%s: bind",
-			     spec);
+	if (bind(fd, &a.sa, alen) < 0) {
+		if (errno == EADDRINUSE)
+			errx(ST_SYSTEM, "%s: address already in use", spec);
+		err(ST_SYSTEM, "%s: bind", spec);
+	}
 	if (!udp && listen(fd, backlog) < 0)
-		fail_cleanly(ST_SYSTEM, 1, "%s: listen", spec);
+		err(ST_SYSTEM, "%s: listen", spec);
 	alen = sizeof(a);
 	getsockname(fd, &a.sa, &alen);
 	if (asprintf(name, "%s-%u", udp ? "udp" : "tcp",
@@ -304,51 +305,109 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 	return fd;
 }
 
-/* Takes descriptor num out of process pid: a duplicate sharing its open
- * file description (pidfd_getfd), or the file opened afresh via /proc. */
-static int take_from_pid(pid_t pid, int num, int dup)
+/* The process of --pid, looked up once: a pidfd, which also tells whether
+ * it exited (its pid may then name another process), and its /proc
+ * directory, through which descriptors are reopened. */
+struct pinned {
+	pid_t pid;
+	int pidfd, procfd;
+};
+
+static void pin_process(struct pinned *v, pid_t pid)
 {
-	char path[64], info[256];
-	int pidfd, fd, fl = O_RDONLY;
+	char path[32];
+
+	v->pid = pid;
+	v->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);   /* close-on-exec */
+	if (v->pidfd < 0)
+		errx(errno == ESRCH ? ST_USAGE : ST_SYSTEM, "pid %d: %s", (int)pid,
+		     errno == ESRCH ? "no such process" : strerror(errno));
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	v->procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (v->procfd < 0)
+		err(ST_SYSTEM, "%s", path);
+}
+
+/* What was taken came from the pinned process only if it had not exited
+ * by the time the last descriptor was taken. */
+static void unpin_process(struct pinned *v)
+{
+	struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) != 0)
+		errx(ST_SYSTEM, "pid %d: exited before all its descriptors were taken",
+		     (int)v->pid);
+	close(v->pidfd);
+	close(v->procfd);
+}
+
+static int dup_from_pid(const struct pinned *v, int num)
+{
+	int fd = (int)syscall(SYS_pidfd_getfd, v->pidfd, num, 0);
+
+	if (fd >= 0)
+		return fd;   /* pidfd_getfd makes it close-on-exec */
+	if (errno == EPERM)
+		errx(ST_SYSTEM, "pid %d: not permitted to take its descriptors (this needs ptrace access to it: the same user with kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE)",
+		     (int)v->pid);
+	if (errno == ESRCH)
+		errx(ST_SYSTEM, "pid %d: exited before all its descriptors were taken",
+		     (int)v->pid);
+	errx(errno == EBADF ? ST_USAGE : ST_SYSTEM, "pid %d: fd %d: %s",
+	     (int)v->pid, num, errno == EBADF ? "not open" : strerror(errno));
+}
+
+/* The access mode and O_APPEND|O_NONBLOCK of descriptor num, from fdinfo. */
+static int flags_of(const struct pinned *v, int num)
+{
+	char path[32], info[256];
+	int fd, fl = O_RDONLY;
 	FILE *f;
 
-	if (dup) {
-		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (pidfd < 0)
-			errx(errno == ESRCH ? ST_USAGE : ST_SYSTEM, "pid %d: %s", (int)pid,
-			     errno == ESRCH ? "no such process" : strerror(errno));
-		fd = (int)syscall(SYS_pidfd_getfd, pidfd, num, 0);
-		if (fd < 0 && errno == EPERM)
-			errx(ST_SYSTEM, "pid %d: not permitted to take its descriptors (this needs ptrace access to it: the same user with kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE)",
-			     (int)pid);
-		if (fd < 0)
-			errx(errno == EBADF ? ST_USAGE : ST_SYSTEM, "pid %d: fd %d: %s",
-			     (int)pid, num, errno == EBADF ? "not open" : strerror(errno));
-		close(pidfd);
-		return fd;   /* pidfd_getfd makes it close-on-exec */
-	}
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, num);
-	if ((f = fopen(path, "re"))) {
+	snprintf(path, sizeof(path), "fdinfo/%d", num);
+	fd = openat(v->procfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && (f = fdopen(fd, "r"))) {
 		while (fgets(info, sizeof(info), f))
 			if (sscanf(info, "flags: %o", (unsigned *)&fl) == 1)
 				break;
 		fclose(f);
+	} else if (fd >= 0) {
+		close(fd);
 	}
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, num);
-	fd = open(path, (fl & (O_ACCMODE | O_APPEND)) | O_CLOEXEC | O_NOCTTY);
-	if (fd >= 0)
-		return fd;
-	if (errno == ENXIO)
+	return fl & (O_ACCMODE | O_APPEND | O_NONBLOCK);
+}
+
+/* The file behind descriptor num, opened afresh: never blocking (a FIFO
+ * without a peer would wait for one), then blocking again if it was. */
+static int reopen_from_pid(const struct pinned *v, int num)
+{
+	char path[32], link[128] = "";
+	int fd, fl = flags_of(v, num);
+	struct stat st;
+
+	snprintf(path, sizeof(path), "fd/%d", num);
+	if (fstatat(v->procfd, path, &st, 0) == 0 && S_ISSOCK(st.st_mode))
 		errx(ST_USAGE, "pid %d: fd %d is a socket, which cannot be reopened: use --dup",
-		     (int)pid, num);
-	if (errno == ENOENT && kill(pid, 0) < 0 && errno == ESRCH)
-		errx(ST_USAGE, "pid %d: no such process", (int)pid);
+		     (int)v->pid, num);
+	fd = openat(v->procfd, path, fl | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0) {
+		if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & O_APPEND) < 0)
+			err(ST_SYSTEM, "pid %d: fd %d", (int)v->pid, num);
+		return fd;
+	}
+	if (errno == ENXIO) {
+		if (readlinkat(v->procfd, path, link, sizeof(link) - 1) < 0)
+			snprintf(link, sizeof(link), "?");
+		errx(ST_USAGE, "pid %d: fd %d (%s) cannot be reopened%s: use --dup",
+		     (int)v->pid, num, link, S_ISFIFO(st.st_mode)
+		     ? " for writing while no one reads it" : "");
+	}
 	if (errno == ENOENT)
-		errx(ST_USAGE, "pid %d: fd %d: not open", (int)pid, num);
+		errx(ST_USAGE, "pid %d: fd %d: not open", (int)v->pid, num);
 	if (errno == EACCES || errno == EPERM)
 		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
-		     (int)pid, num);
-	err(ST_SYSTEM, "pid %d: fd %d", (int)pid, num);
+		     (int)v->pid, num);
+	err(ST_SYSTEM, "pid %d: fd %d", (int)v->pid, num);
 }
 
 /* The first of the given descriptors that is not open, or -1: one poll(2)
@@ -372,8 +431,9 @@ static int first_closed(const struct sender *s)
 			for (size_t i = 0; i < n; i++)
 				pf[i].revents = POLLNVAL;
 		for (size_t i = 0; i < n; i++)
-			if ((pf[i].revents & POLLNVAL) && pf[i].fd >= 0 &&
-			    fcntl(pf[i].fd, F_GETFD) < 0)
+			if (closed_std(pf[i].fd) ||
+			    ((pf[i].revents & POLLNVAL) && pf[i].fd >= 0 &&
+			     fcntl(pf[i].fd, F_GETFD) < 0))
 				return pf[i].fd;
 	}
 	return -1;
@@ -383,9 +443,12 @@ static int first_closed(const struct sender *s)
 static void gather(struct sender *s)
 {
 	int bad = first_closed(s);
+	struct pinned v = { 0, -1, -1 };
 
 	if (bad >= 0)
-		fail_cleanly(ST_USAGE, 0, "fd %d: not open", bad);
+		errx(ST_USAGE, "fd %d: not open", bad);
+	if (s->pid)
+		pin_process(&v, s->pid);
 	s->fds = malloc(s->nsrc * sizeof(int));
 	if (!s->fds)
 		err(ST_SYSTEM, "malloc");
@@ -398,7 +461,8 @@ static void gather(struct sender *s)
 			e->fd = make_socket(e->name, s->backlog, s->mode, &name);
 			e->name = name ? name : "";
 		} else if (e->kind == SRC_FD && s->pid) {
-			e->fd = take_from_pid(s->pid, e->fd, s->dup);
+			e->fd = s->dup ? dup_from_pid(&v, e->fd)
+				       : reopen_from_pid(&v, e->fd);
 		}
 		if (i < s->nnames && *s->names[i]) {
 			if (e->kind != SRC_FD && *e->name)
@@ -408,6 +472,8 @@ static void gather(struct sender *s)
 		}
 		s->fds[i] = e->fd;
 	}
+	if (s->pid)
+		unpin_process(&v);
 }
 
 /* ---- the handoff, one peer at a time or many at once ---- */
@@ -619,21 +685,29 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 {
 	struct peer p;
 	struct ucred cr;
-	int r;
+	int r, phase = -1;
 
 	peer_init(&p, conn, deadline);
 	if (!peer_allowed(conn, &s->allow, &cr)) {
 		not_allowed(&cr, p.why, sizeof(p.why));
 		send_refusal(conn, p.why);
 		close(conn);
-		fail_cleanly(ST_HANDOFF, 0, "%s: refused the receiver: %s",
-			     s->chan.label, p.why);
+		errx(ST_HANDOFF, "%s: refused the receiver: %s", s->chan.label,
+		     p.why);
 	}
 	while ((r = step(s, m, &p)) == 0) {
-		/* a receiver gives each sender PEER_TIMEOUT_MS in turn: the
-		 * go-ahead may wait behind one that stalls */
-		if (wait_peer(conn, p.events, deadline, p.state == S_GO
-			      ? 2 * PEER_TIMEOUT_MS : PEER_TIMEOUT_MS) <= 0) {
+		/* each bound is a total from the start of its phase, however
+		 * slowly the receiver reads or answers: a receiver gives each
+		 * sender PEER_TIMEOUT_MS in turn, so the go-ahead may wait
+		 * behind one that stalls; after it, PEER_TIMEOUT_MS */
+		int after_go = p.state == S_FDS || p.state == S_HELD;
+
+		if (after_go != phase) {
+			phase = after_go;
+			p.deadline = earlier(deadline, now_ms() + (after_go
+					     ? PEER_TIMEOUT_MS : 2 * PEER_TIMEOUT_MS));
+		}
+		if (wait_fd(conn, p.events, p.deadline) <= 0) {
 			peer_timed_out(&p);
 			r = -1;
 			break;
@@ -642,12 +716,12 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 	if (r < 0) {
 		inbox_free(&p.ib);
 		close(conn);
-		fail_cleanly(p.status, 0, "%s: %s", s->chan.label, p.why);
+		errx(p.status, "%s: %s", s->chan.label, p.why);
 	}
 	inbox_free(&p.ib);
 }
 
-static void drop_peer(struct peer *p, const char *label)
+static void drop_peer(struct peer *p, const char *label, struct warn_limit *wl)
 {
 	if (p->status && !p->quiet) {
 		struct ucred cr;
@@ -655,8 +729,8 @@ static void drop_peer(struct peer *p, const char *label)
 
 		if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
 			cr.pid = 0;
-		warnx("%s: receiver uid %u pid %d: %s", label, (unsigned)cr.uid,
-		      (int)cr.pid, p->why);
+		warn_peer(wl, label, "receivers", "%s: receiver uid %u pid %d: %s",
+			  label, (unsigned)cr.uid, (int)cr.pid, p->why);
 	}
 	inbox_free(&p->ib);
 	close(p->fd);
@@ -674,7 +748,9 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 	unsigned long served = 0;
 	size_t np = 0;
 	sigset_t stop, none;
-	int slot, lfd;
+	struct warn_limit wl = { 0, 0, 0 };
+	struct owned *own;
+	int lfd;
 
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGINT);
@@ -682,9 +758,9 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 	sigaddset(&stop, SIGHUP);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
-	lfd = listen_chan(&s->chan, s->backlog, s->mode, 0, &slot);
+	lfd = listen_chan(&s->chan, s->backlog, s->mode, FOR_HANDOFF, &own);
 	while (!stop_signal && (!s->count || served < s->count)) {
-		msec_t next = NO_DEADLINE, now;
+		msec_t next = warnings_due(&wl), now;
 		struct timespec ts, *tsp = NULL;
 		size_t k = 0, lidx = np;
 		int r;
@@ -706,7 +782,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 		}
 		r = ppoll(pf, np + 1, tsp, &none);
 		if (r < 0 && errno != EINTR)
-			fail_cleanly(ST_SYSTEM, 1, "poll");
+			err(ST_SYSTEM, "poll");
 		now = now_ms();
 		for (size_t i = 0; i < np; i++) {
 			struct peer *p = &peers[i];
@@ -723,7 +799,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 				continue;
 			}
 			served += st > 0;
-			drop_peer(p, s->chan.label);
+			drop_peer(p, s->chan.label, &wl);
 		}
 		np = k;
 		if (r > 0 && (pf[lidx].revents & POLLIN)) {
@@ -747,23 +823,25 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 					np++;
 				else {
 					served += r > 0;
-					drop_peer(p, s->chan.label);
+					drop_peer(p, s->chan.label, &wl);
 				}
 			} else if (errno != EAGAIN && errno != EINTR &&
 				   errno != ECONNABORTED) {
-				warn("%s: accept", s->chan.label);
+				warn_peer(&wl, s->chan.label, "receivers",
+					  "%s: accept: %s", s->chan.label,
+					  strerror(errno));
 			}
 		}
+		flush_warnings(&wl, s->chan.label, "receivers", 0);
 	}
 	for (size_t i = 0; i < np; i++)
-		drop_peer(&peers[i], s->chan.label);
+		drop_peer(&peers[i], s->chan.label, &wl);
 	close(lfd);
 	/* only the holder's own socket goes: unix: listeners may live on in
 	 * the service */
-	remove_file(slot);
-	for (int i = 0; i < MAX_OWNED; i++)
-		if (owned[i].set)
-			own_file(i, NULL);
+	remove_file(own);
+	disown_all();
+	flush_warnings(&wl, s->chan.label, "receivers", 1);
 }
 
 static void free_sender(struct sender *s, struct offer_msg *m)
@@ -810,9 +888,7 @@ int main(int argc, char **argv)
 	hand_over(&s, &m, conn, deadline);
 	close(conn);
 	/* the receiver has the unix: listeners now; their files stay */
-	for (int i = 0; i < MAX_OWNED; i++)
-		if (owned[i].set)
-			own_file(i, NULL);
+	disown_all();
 	free_sender(&s, &m);
 	return ST_OK;
 }
