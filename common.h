@@ -36,6 +36,7 @@ enum {
 	ST_USAGE = 2,      /* bad command line or argument */
 	ST_HANDOFF = 3,    /* the peer refused, vanished or broke the protocol */
 	ST_TIMEOUT = 4,    /* -t ran out */
+	ST_ROLLED_BACK = 5, /* fdrecv --ready: the new instance failed; rolled back */
 	ST_CANNOT_RUN = 126,
 	ST_NOT_FOUND = 127,
 };
@@ -51,6 +52,7 @@ enum {
 #define MAX_PAYLOAD (16u << 20)
 #define SUN_PATH_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
+__attribute__((noreturn, format(printf, 1, 2)))
 static inline void usage_error(const char *fmt, ...)
 {
 	va_list ap;

@@ -3,11 +3,16 @@
  * them in place (the systemd socket-activation way), or describe them. */
 #include <dirent.h>
 #include <getopt.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include "common.h"
 
 static const char usage_text[] =
 	"Usage: fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS]\n"
 	"              [--allow-uid UID[,UID...]] [--mode MODE] [--json]\n"
+	"              [--ready HOW [--replace PIDFILE] [--ready-timeout SECONDS]\n"
+	"              [--stop-signal SIG] [--stop-timeout SECONDS]]\n"
 	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
 	"\n"
 	"Wait on SOCKET for one handoff of descriptors, place them at 3, 4, 5, ...\n"
@@ -27,12 +32,47 @@ static const char usage_text[] =
 	"                         also accept peers of these users (default: only\n"
 	"                         the same user and root)\n"
 	"      --mode MODE        socket file mode (default 0600)\n"
-	"      --json             describe the descriptors as JSON\n"
+	"      --json             describe the descriptors as JSON\n"	"      --ready HOW        run COMMAND as a child, return once it is ready:\n"
+	"                         notify, pidfile:PATH or exec; else roll back\n"
+	"      --replace PIDFILE  then stop the old instance PIDFILE names, and\n"
+	"                         write the new one's pid there\n"
+	"      --ready-timeout SECONDS  time to become ready (default 60)\n"
+	"      --stop-signal SIG  signal that stops an instance (default TERM)\n"
+	"      --stop-timeout SECONDS  then SIGKILL after this long (default: do\n"
+	"                         not wait for the old instance)\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
 	"\n"
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
 	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdrecv(1).\n";
+
+/* Signal names for --stop-signal and for messages. */
+static const struct {
+	int sig;
+	const char *name;
+} signames[] = {
+	{ SIGHUP, "HUP" }, { SIGINT, "INT" }, { SIGQUIT, "QUIT" },
+	{ SIGILL, "ILL" }, { SIGTRAP, "TRAP" }, { SIGABRT, "ABRT" },
+	{ SIGBUS, "BUS" }, { SIGFPE, "FPE" }, { SIGKILL, "KILL" },
+	{ SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" }, { SIGUSR2, "USR2" },
+	{ SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" }, { SIGTERM, "TERM" },
+	{ SIGCHLD, "CHLD" }, { SIGCONT, "CONT" }, { SIGSTOP, "STOP" },
+	{ SIGTSTP, "TSTP" }, { SIGTTIN, "TTIN" }, { SIGTTOU, "TTOU" },
+	{ SIGURG, "URG" }, { SIGXCPU, "XCPU" }, { SIGXFSZ, "XFSZ" },
+	{ SIGVTALRM, "VTALRM" }, { SIGPROF, "PROF" }, { SIGWINCH, "WINCH" },
+	{ SIGIO, "IO" }, { SIGPWR, "PWR" }, { SIGSYS, "SYS" },
+};
+
+static const char *signame(int sig, char *buf, size_t size)
+{
+	for (size_t i = 0; i < sizeof(signames) / sizeof(signames[0]); i++)
+		if (signames[i].sig == sig) {
+			snprintf(buf, size, "SIG%s", signames[i].name);
+			return buf;
+		}
+	snprintf(buf, size, "signal %d", sig);
+	return buf;
+}
 
 struct receiver {
 	struct chan chan;
@@ -46,7 +86,18 @@ struct receiver {
 	char **cmd;
 	char *path;            /* where cmd[0] was found */
 	msec_t timeout;
+	/* --ready, --replace: COMMAND runs as a watched child */
+	int ready;             /* READY_*; READY_NONE: exec in place */
+	const char *ready_file;        /* --ready pidfile:PATH */
+	const char *replace;   /* PIDFILE of the old instance */
+	msec_t ready_timeout;
+	int stop_sig;
+	msec_t stop_timeout;   /* NO_DEADLINE: do not wait for the old one */
 };
+
+enum { READY_NONE, READY_EXEC, READY_NOTIFY, READY_PIDFILE };
+#define READY_TIMEOUT_MS 60000    /* --ready-timeout's default */
+#define ROLLBACK_STOP_MS 10000    /* a failed instance's time to stop */
 
 struct handoff {
 	int *fds;
@@ -114,33 +165,91 @@ static char *find_command(const char *cmd)
 	errx(ST_NOT_FOUND, "%s: command not found", cmd);
 }
 
-static void parse_args(struct receiver *r, int argc, char **argv)
+/* --ready HOW */
+static void parse_ready(struct receiver *r, const char *how)
 {
-	enum { OPT_JSON = 256, OPT_ALLOW, OPT_MODE };
-	static const struct option opts[] = {
-		{ "abstract", no_argument, NULL, 'a' },
-		{ "connect", no_argument, NULL, 'c' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "fd", required_argument, NULL, 'f' },
-		{ "stdin", no_argument, NULL, 'i' },
-		{ "stdout", no_argument, NULL, 'o' },
-		{ "stderr", no_argument, NULL, 'e' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "allow-uid", required_argument, NULL, OPT_ALLOW },
-		{ "mode", required_argument, NULL, OPT_MODE },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 }
-	};
-	int abstract = 0, c, run = 0;
+	if (!strcmp(how, "exec"))
+		r->ready = READY_EXEC;
+	else if (!strcmp(how, "notify"))
+		r->ready = READY_NOTIFY;
+	else if (!strncmp(how, "pidfile:", 8) && how[8])
+		r->ready = READY_PIDFILE;
+	else
+		usage_error("invalid --ready: '%s' (expected notify, pidfile:PATH or exec)",
+			    how);
+	r->ready_file = how + 8;
+}
 
-	memset(r, 0, sizeof(*r));
-	r->timeout = NO_DEADLINE;
-	r->mode = 0600;
-	while ((c = getopt_long(argc, argv, "+acn:f:ioet:hV", opts, NULL)) != -1) {
+/* --stop-signal: TERM, SIGTERM or 15. */
+static int parse_signal(const char *s)
+{
+	const char *name = strncmp(s, "SIG", 3) ? s : s + 3;
+	unsigned long n;
+
+	for (size_t i = 0; i < sizeof(signames) / sizeof(signames[0]); i++)
+		if (!strcmp(name, signames[i].name))
+			return signames[i].sig;
+	if (parse_digits(s, (unsigned long)SIGRTMAX, &n) && n > 0)
+		return (int)n;
+	usage_error("invalid signal: '%s' (expected a name such as TERM, or a number)",
+		    s);
+}
+
+/* What goes with --ready and --replace, and their defaults. */
+static void check_supervision(struct receiver *r)
+{
+	if (r->replace && !r->ready)
+		usage_error("--replace needs --ready HOW (notify, pidfile:PATH or exec)");
+	if (!r->ready && (r->ready_timeout >= 0 || r->stop_timeout >= 0 ||
+			  r->stop_sig))
+		usage_error("--ready-timeout, --stop-signal and --stop-timeout go with --ready");
+	if (r->ready && !r->cmd)
+		usage_error("--ready and --replace need a COMMAND");
+	if (r->ready_timeout == 0)
+		usage_error("--ready-timeout must be above 0");
+	if (r->ready_timeout < 0)
+		r->ready_timeout = READY_TIMEOUT_MS;
+	if (r->stop_timeout < 0)
+		r->stop_timeout = NO_DEADLINE;
+	if (!r->stop_sig)
+		r->stop_sig = SIGTERM;
+}
+
+enum { OPT_JSON = 256, OPT_ALLOW, OPT_MODE, OPT_READY, OPT_REPLACE,
+       OPT_READY_TIMEOUT, OPT_STOP_SIGNAL, OPT_STOP_TIMEOUT };
+
+static const struct option long_opts[] = {
+	{ "abstract", no_argument, NULL, 'a' },
+	{ "connect", no_argument, NULL, 'c' },
+	{ "count", required_argument, NULL, 'n' },
+	{ "fd", required_argument, NULL, 'f' },
+	{ "stdin", no_argument, NULL, 'i' },
+	{ "stdout", no_argument, NULL, 'o' },
+	{ "stderr", no_argument, NULL, 'e' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "run", no_argument, NULL, 'r' },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "allow-uid", required_argument, NULL, OPT_ALLOW },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "ready", required_argument, NULL, OPT_READY },
+	{ "replace", required_argument, NULL, OPT_REPLACE },
+	{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
+	{ "stop-signal", required_argument, NULL, OPT_STOP_SIGNAL },
+	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ 0 }
+};
+
+/* Reads options until a word that is not one, "--" or --run; 1 when it
+ * was --run (COMMAND follows). */
+static int take_options(struct receiver *r, int argc, char **argv, int *abstract)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+acn:f:ioet:rhV", long_opts, NULL)) != -1) {
 		switch (c) {
-		case 'a': abstract = 1; break;
+		case 'a': *abstract = 1; break;
 		case 'c': r->connect = 1; break;
 		case 'n':
 			r->count = parse_number(optarg, 1, MAX_FDS, "count");
@@ -150,9 +259,19 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		case 'o': add_targets(r, (char[]){ "1" }); break;
 		case 'e': add_targets(r, (char[]){ "2" }); break;
 		case 't': r->timeout = parse_timeout(optarg); break;
+		case 'r': return 1;
 		case OPT_JSON: r->json = 1; break;
 		case OPT_ALLOW: parse_allow(&r->allow, optarg); break;
 		case OPT_MODE: r->mode = parse_mode(optarg); break;
+		case OPT_READY: parse_ready(r, optarg); break;
+		case OPT_REPLACE: r->replace = optarg; break;
+		case OPT_READY_TIMEOUT:
+			r->ready_timeout = parse_timeout(optarg);
+			break;
+		case OPT_STOP_SIGNAL: r->stop_sig = parse_signal(optarg); break;
+		case OPT_STOP_TIMEOUT:
+			r->stop_timeout = parse_timeout(optarg);
+			break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': fputs("fdrecv " VERSION "\n", stdout); exit(ST_OK);
 		default:
@@ -160,15 +279,31 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 			exit(ST_USAGE);
 		}
 	}
-	if (optind >= argc)
+	return 0;
+}
+
+/* Options come before SOCKET, or after it up to "--", --run or the first
+ * word that is not an option, where COMMAND starts. */
+static void parse_args(struct receiver *r, int argc, char **argv)
+{
+	int abstract = 0, run;
+	const char *sock;
+
+	memset(r, 0, sizeof(*r));
+	r->timeout = NO_DEADLINE;
+	r->mode = 0600;
+	r->ready_timeout = -1;
+	r->stop_timeout = -1;
+	run = take_options(r, argc, argv, &abstract);
+	if (run || optind >= argc)
 		usage_error("missing SOCKET");
-	if (optind + 1 < argc && (!strcmp(argv[optind + 1], "--") ||
-				  !strcmp(argv[optind + 1], "--run")))
-		run = 1;
-	if (optind + 1 + run < argc)
-		r->cmd = argv + optind + 1 + run;
+	sock = argv[optind++];
+	run = take_options(r, argc, argv, &abstract) ||
+	      !strcmp(argv[optind - 1], "--");
+	if (optind < argc)
+		r->cmd = argv + optind;
 	else if (run)
-		usage_error("%s needs a COMMAND", argv[optind + 1]);
+		usage_error("%s needs a COMMAND", argv[optind - 1]);
 	if (r->ntargets && r->count && r->count != r->ntargets)
 		usage_error("--count %zu contradicts %zu target descriptors",
 			    r->count, r->ntargets);
@@ -176,10 +311,11 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		r->count = r->ntargets;
 	if (r->json && r->cmd)
 		usage_error("--json describes descriptors; it takes no COMMAND");
+	check_supervision(r);
 	/* a mistyped command must not swallow anybody's descriptors */
 	if (r->cmd && !(r->path = find_command(r->cmd[0])))
 		err(ST_SYSTEM, "malloc");
-	resolve_chan(&r->chan, argv[optind], abstract);
+	resolve_chan(&r->chan, sock, abstract);
 }
 
 /* ---- receiving ---- */
@@ -606,6 +742,7 @@ static int run_command(const struct receiver *r)
 {
 	size_t n = 0;
 	char **argv;
+	int e;
 
 	execv(r->path, r->cmd);
 	if (errno == ENOEXEC) {
@@ -620,8 +757,494 @@ static int run_command(const struct receiver *r)
 			free(argv);
 		}
 	}
+	e = errno;
 	warn("%s", r->cmd[0]);
-	return errno == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+	errno = e;
+	return e == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+}
+
+/* ---- a watched start: --ready and --replace ---- */
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+/* An instance of the service: its pid, and a pidfd that stays its own
+ * even after the pid is recycled. */
+struct instance {
+	pid_t pid;
+	int pidfd;
+};
+
+static int pidfd_of(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);   /* close-on-exec */
+}
+
+static int signal_instance(const struct instance *in, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, in->pidfd, sig, NULL, 0);
+}
+
+/* 1 once the instance has exited, waiting until the deadline at most. */
+static int has_exited(const struct instance *in, msec_t deadline)
+{
+	return wait_fd(in->pidfd, POLLIN, deadline) != 0;
+}
+
+/* When pid started, in CLOCK_REALTIME nanoseconds (rounded down to the
+ * clock tick); 0 when unknown. */
+static int64_t started_at(pid_t pid)
+{
+	char path[32], buf[1024], *p;
+	unsigned long long ticks;
+	struct timespec real, boot;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* field 22, starttime, counts the 20th word after the command */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+			  "%*s %*s %*s %*s %*s %*s %*s %llu", &ticks) != 1)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	return (int64_t)real.tv_sec * 1000000000 + real.tv_nsec -
+	       ((int64_t)boot.tv_sec * 1000000000 + boot.tv_nsec) +
+	       (int64_t)(ticks * (1000000000 / (unsigned long long)sysconf(_SC_CLK_TCK)));
+}
+
+/* The old instance that PIDFILE names, pinned before the new one starts;
+ * pid 0 for a first start (no file, no pid in it, or no such process). A
+ * process that started after the file was last written is not the one it
+ * names, whatever its pid: it is left alone. */
+static void pin_old(const char *pidfile, struct instance *old)
+{
+	char buf[32];
+	unsigned long pid;
+	size_t len;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	old->pid = 0;
+	old->pidfd = -1;
+	if ((fd = open(pidfile, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT)
+			return;
+		err(ST_SYSTEM, "%s", pidfile);
+	}
+	if (fstat(fd, &st) < 0 || (n = read(fd, buf, sizeof(buf) - 1)) < 0)
+		err(ST_SYSTEM, "%s", pidfile);
+	close(fd);
+	buf[n] = 0;
+	/* digits, then white space at most; nothing at all: a first start */
+	len = strspn(buf, "0123456789");
+	if (buf[len + strspn(buf + len, " \t\n")])
+		errx(ST_SYSTEM, "%s: not a process ID: '%.20s'", pidfile, buf);
+	buf[len] = 0;
+	if (!len)
+		return;
+	if (!parse_digits(buf, INT_MAX, &pid) || !pid)
+		errx(ST_SYSTEM, "%s: not a process ID: '%.20s'", pidfile, buf);
+	if ((old->pidfd = pidfd_of((pid_t)pid)) < 0) {
+		if (errno == ESRCH)
+			return;
+		err(ST_SYSTEM, "%s: pid %lu", pidfile, pid);
+	}
+	old->pid = (pid_t)pid;
+	if (has_exited(old, DONT_WAIT)) {
+		close(old->pidfd);
+		old->pid = 0;
+	} else if (started_at(old->pid) >
+		   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
+		warnx("%s: pid %d started after the file was written: not the old instance, left alone",
+		      pidfile, (int)old->pid);
+		close(old->pidfd);
+		old->pid = 0;
+	}
+}
+
+/* What is watched while a new instance starts. */
+struct watch {
+	struct instance child;
+	int execfd;             /* EOF once exec'd; an errno if exec failed */
+	int notify;             /* --ready notify: our datagram socket */
+	int inotify;            /* --ready pidfile: the file's directory */
+	sigset_t let_in;        /* the mask ppoll lets the stop signals in with */
+};
+
+/* --ready notify: a datagram socket of our own, under an abstract name
+ * the kernel picks (autobind); NOTIFY_SOCKET tells COMMAND where. */
+static void open_notify(struct watch *w, char *env, size_t size)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(sa_family_t);
+	int one = 1;
+
+	w->notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (w->notify < 0 ||
+	    setsockopt(w->notify, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    bind(w->notify, (struct sockaddr *)&sa, len) < 0 ||
+	    getsockname(w->notify, (struct sockaddr *)&sa, (len = sizeof(sa), &len)) < 0)
+		err(ST_SYSTEM, "notify socket");
+	snprintf(env, size, "@%.*s",
+		 (int)(len - offsetof(struct sockaddr_un, sun_path) - 1),
+		 sa.sun_path + 1);
+}
+
+static int has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; *p; p += strcspn(p, "\n"), p += *p == '\n')
+		if (!strncmp(p, line, n) && (p[n] == '\n' || !p[n]))
+			return 1;
+	return 0;
+}
+
+/* 1 when a datagram from the instance itself says READY=1; any other
+ * sender, a child of the instance included, is ignored, and descriptors
+ * that came along are closed. */
+static int notified_ready(const struct watch *w)
+{
+	for (;;) {
+		char buf[4096];
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(struct ucred)) +
+			       CMSG_SPACE(FDS_PER_MSG * sizeof(int))];
+		} ctl;
+		struct iovec iov = { buf, sizeof(buf) - 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = ctl.b,
+				    .msg_controllen = sizeof(ctl.b) };
+		ssize_t n = recvmsg(w->notify, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		struct ucred cr = { 0, 0, 0 };
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS)
+				memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+				for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+					int fd;
+
+					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+					close(fd);
+				}
+		}
+		buf[n] = 0;
+		if (cr.pid == w->child.pid && has_line(buf, "READY=1"))
+			return 1;
+	}
+}
+
+/* --ready pidfile:PATH: watch PATH's directory, where inotify can. */
+static void watch_pidfile(struct watch *w, const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+		 slash ? path : ".");
+	w->inotify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (w->inotify >= 0 &&
+	    inotify_add_watch(w->inotify, dir, IN_CLOSE_WRITE | IN_MOVED_TO |
+			      IN_CREATE | IN_MODIFY) < 0) {
+		close(w->inotify);
+		w->inotify = -1;
+	}
+}
+
+/* 1 when PATH holds pid (digits, white space after them at most). */
+static int pidfile_says(const char *path, pid_t pid)
+{
+	char buf[32];
+	unsigned long v;
+	ssize_t n;
+	size_t len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	len = strspn(buf, "0123456789");
+	if (!len || buf[len + strspn(buf + len, " \t\n")])
+		return 0;
+	buf[len] = 0;
+	return parse_digits(buf, INT_MAX, &v) && v == (unsigned long)pid;
+}
+
+/* Runs COMMAND in a child with the placed descriptors; the watch gets
+ * what tells when it has started and when it is ready. */
+static void start_instance(const struct receiver *r, struct watch *w,
+			   const sigset_t *start_mask)
+{
+	char notify_env[64], num[24];
+	int pipefd[2];
+	pid_t pid;
+
+	w->notify = w->inotify = -1;
+	if (r->ready == READY_NOTIFY)
+		open_notify(w, notify_env, sizeof(notify_env));
+	if (r->ready == READY_PIDFILE)
+		watch_pidfile(w, r->ready_file);
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		err(ST_SYSTEM, "pipe");
+	if ((pid = fork()) < 0)
+		err(ST_SYSTEM, "fork");
+	if (pid == 0) {
+		int e;
+
+		close(pipefd[0]);
+		if (!r->targets) {   /* LISTEN_PID: the instance's own */
+			snprintf(num, sizeof(num), "%d", (int)getpid());
+			setenv("LISTEN_PID", num, 1);
+		}
+		if (r->ready == READY_NOTIFY)
+			setenv("NOTIFY_SOCKET", notify_env, 1);
+		sigprocmask(SIG_SETMASK, start_mask, NULL);
+		restore_signals();
+		e = run_command(r);
+		/* the parent learns of the failure from errno, not a message */
+		if (write(pipefd[1], &errno, sizeof(errno)) < 0)
+			_exit(e);
+		_exit(e);
+	}
+	close(pipefd[1]);
+	w->execfd = pipefd[0];
+	w->child.pid = pid;
+	if ((w->child.pidfd = pidfd_of(pid)) < 0)
+		err(ST_SYSTEM, "pidfd_open (Linux 5.3 or later)");
+}
+
+/* How the instance ended, for a message. */
+static void describe_exit(pid_t pid, char *why, size_t size)
+{
+	char sig[24];
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (WIFSIGNALED(st))
+		snprintf(why, size, "was killed by %s before it was ready",
+			 signame(WTERMSIG(st), sig, sizeof(sig)));
+	else
+		snprintf(why, size, "exited with status %d before it was ready",
+			 WEXITSTATUS(st));
+}
+
+static const char *seconds(msec_t ms, char *buf, size_t size)
+{
+	snprintf(buf, size, "%g", (double)ms / 1000);
+	return buf;
+}
+
+/* Waits until the instance is ready: 0, or else *status and why. */
+static int await_ready(const struct receiver *r, struct watch *w,
+		       char *why, size_t size, int *status)
+{
+	msec_t deadline = now_ms() + r->ready_timeout;
+	char buf[64];
+
+	*status = ST_ROLLED_BACK;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = w->execfd, .events = POLLIN },
+			{ .fd = w->child.pidfd, .events = POLLIN },
+			{ .fd = w->notify >= 0 ? w->notify : w->inotify, .events = POLLIN },
+		};
+		msec_t now = now_ms(), wake = deadline;
+		struct timespec ts;
+		int e;
+
+		/* a pid file may appear where nothing could be watched */
+		if (r->ready == READY_PIDFILE)
+			wake = earlier(wake, now + (w->inotify < 0 ? 100 : 1000));
+		wake = wake > now ? wake - now : 0;
+		ts.tv_sec = wake / 1000;
+		ts.tv_nsec = wake % 1000 * 1000000;
+		if (ppoll(p, 3, &ts, &w->let_in) < 0 && errno != EINTR)
+			err(ST_SYSTEM, "poll");
+		if (stop_signal) {
+			snprintf(why, size, "was still starting when fdrecv got %s",
+				 signame(stop_signal, buf, sizeof(buf)));
+			return -1;
+		}
+		if (p[0].revents) {
+			ssize_t n = read(w->execfd, &e, sizeof(e));
+
+			close(w->execfd);
+			w->execfd = -1;
+			if (n == sizeof(e)) {
+				*status = e == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
+				snprintf(why, size, "could not be executed: %s", strerror(e));
+				return -1;
+			}
+			if (r->ready == READY_EXEC)
+				return 0;
+		}
+		if (p[1].revents) {
+			describe_exit(w->child.pid, why, size);
+			return -1;
+		}
+		if (w->notify >= 0 && p[2].revents && notified_ready(w))
+			return 0;
+		if (r->ready == READY_PIDFILE) {
+			while (w->inotify >= 0 && read(w->inotify, buf, sizeof(buf)) > 0)
+				;
+			if (pidfile_says(r->ready_file, w->child.pid))
+				return 0;
+		}
+		if (now_ms() >= deadline) {
+			snprintf(why, size, "was not ready after %s s",
+				 seconds(r->ready_timeout, buf, sizeof(buf)));
+			return -1;
+		}
+	}
+}
+
+/* Stops an instance with the stop signal; when it has not exited by
+ * the deadline, SIGKILL, and says so. */
+static void stop_instance(const struct receiver *r, const struct instance *in,
+			  const char *what, msec_t wait_ms)
+{
+	char sig[24], s[24];
+
+	if (signal_instance(in, r->stop_sig) < 0 && errno != ESRCH)
+		warn("%s pid %d", what, (int)in->pid);
+	if (wait_ms == NO_DEADLINE || has_exited(in, now_ms() + wait_ms))
+		return;
+	signal_instance(in, SIGKILL);
+	warnx("%s pid %d did not exit within %s s of %s: killed", what,
+	      (int)in->pid, seconds(wait_ms, s, sizeof(s)),
+	      signame(r->stop_sig, sig, sizeof(sig)));
+	has_exited(in, now_ms() + PEER_TIMEOUT_MS);
+}
+
+/* PIDFILE's new content, written beside it, so that a reader never sees
+ * a partial file: renamed into place once the old instance is told. */
+static void write_pidfile(const char *pidfile, pid_t pid, char *tmp, size_t size)
+{
+	const char *slash = strrchr(pidfile, '/');
+	char text[24];
+	int fd, n;
+
+	snprintf(tmp, size, "%.*s.%s.fdrecv.%d", slash ? (int)(slash - pidfile + 1) : 0,
+		 pidfile, slash ? slash + 1 : pidfile, (int)getpid());
+	n = snprintf(text, sizeof(text), "%d\n", (int)pid);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) < 0) {
+		if (fd >= 0)
+			unlink(tmp);
+		tmp[0] = 0;
+	}
+}
+
+/* Under a service manager: the new instance is its main process now. */
+static void tell_manager(const char *where, pid_t pid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = where ? strlen(where) : 0;
+	char msg[64];
+	int fd, n;
+
+	if (!len || len >= sizeof(sa.sun_path) || (where[0] != '/' && where[0] != '@'))
+		return;
+	memcpy(sa.sun_path, where, len);
+	if (where[0] == '@')
+		sa.sun_path[0] = 0;
+	n = snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1\n", (int)pid);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+					 (where[0] == '/'))) < 0)
+		warn("NOTIFY_SOCKET=%s", where);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* --ready, --replace: COMMAND starts as a child; once it is ready the old
+ * instance is told to stop and PIDFILE names the new one; else the new one
+ * is stopped, and nothing else changes (a roll-back). */
+static int supervise(const struct receiver *r, struct instance *old,
+		     int *fds, size_t n, int err_fd)
+{
+	char *manager = getenv("NOTIFY_SOCKET"), why[160], tmp[PATH_MAX] = "";
+	sigset_t stops, start_mask;
+	struct watch w;
+	int status, ready;
+
+	if (manager && !(manager = strdup(manager)))
+		err(ST_SYSTEM, "strdup");
+	/* the stop signals are noted, and let in only while waiting */
+	sigemptyset(&stops);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&stops, stop_sigs[i]);
+	sigprocmask(SIG_BLOCK, &stops, &start_mask);
+	w.let_in = start_mask;
+	catch_signals(0);
+	start_instance(r, &w, &start_mask);
+	/* the instance has the descriptors now; 0, 1 and 2 are ours again */
+	close_all(fds, n);
+	if (err_fd >= 0 && (dup2(err_fd, 2) < 0 || close(err_fd) < 0))
+		err(ST_SYSTEM, "stderr");
+	for (int fd = 0; fd < 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+			err(ST_SYSTEM, "/dev/null");
+	ready = await_ready(r, &w, why, sizeof(why), &status) == 0;
+	if (ready && r->replace) {
+		write_pidfile(r->replace, w.child.pid, tmp, sizeof(tmp));
+		if (!tmp[0]) {
+			snprintf(why, sizeof(why), "was ready, but %s cannot be written (%s)",
+				 r->replace, strerror(errno));
+			status = ST_SYSTEM;
+			ready = 0;
+		}
+	}
+	if (!ready) {
+		if (!has_exited(&w.child, DONT_WAIT))
+			stop_instance(r, &w.child, "new instance",
+				      r->stop_timeout != NO_DEADLINE ? r->stop_timeout
+								     : ROLLBACK_STOP_MS);
+		waitpid(w.child.pid, NULL, WNOHANG);
+		warnx("%s: pid %d %s; rolled back", r->cmd[0], (int)w.child.pid, why);
+		free(manager);
+		if (stop_signal) {   /* then die of it, as without --ready */
+			signal(stop_signal, SIG_DFL);
+			sigprocmask(SIG_SETMASK, &start_mask, NULL);
+			raise(stop_signal);
+		}
+		return status;
+	}
+	if (old->pid)
+		stop_instance(r, old, "old instance", r->stop_timeout);
+	if (tmp[0] && rename(tmp, r->replace) < 0) {
+		unlink(tmp);
+		err(ST_SYSTEM, "%s", r->replace);
+	}
+	tell_manager(manager, w.child.pid);
+	free(manager);
+	return ST_OK;
 }
 
 /* fd:N, or --connect: one peer on one connection. */
@@ -668,18 +1291,35 @@ static int recv_by_listening(struct receiver *r, struct handoff *h)
 	return conn;
 }
 
+/* One of fdrecv's own descriptors, moved above the targets (top and
+ * below), where no received descriptor will be placed. */
+static void move_above(int *fd, int top)
+{
+	int moved;
+
+	if (*fd < 0 || *fd > top)
+		return;
+	if ((moved = fcntl(*fd, F_DUPFD_CLOEXEC, top + 1)) < 0)
+		err(ST_SYSTEM, "moving a descriptor aside");
+	close(*fd);
+	*fd = moved;
+}
+
 int main(int argc, char **argv)
 {
 	struct receiver r;
 	struct handoff h = { 0 };
+	struct instance old = { 0, -1 };
 	struct rlimit nofile;
 	unsigned char held[4];
-	int conn, status, *targets;
+	int conn, status, *targets, top, err_fd = -1;
 
 	start_up(remove_owned_files);
 	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
 		err(ST_SYSTEM, "getrlimit");
 	parse_args(&r, argc, argv);
+	if (r.replace)   /* before anything new starts */
+		pin_old(r.replace, &old);
 	if (r.chan.inherited >= 0 || r.connect)
 		conn = recv_from_peer(&r, &h);
 	else
@@ -692,8 +1332,14 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < h.n; i++)
 			targets[i] = (int)i + 3;
 	}
-	if (r.cmd)
+	top = max_target(&r, h.n);
+	if (r.cmd) {
+		move_above(&old.pidfd, top);
+		/* a watching fdrecv still speaks on its own stderr */
+		if (r.ready && top >= 2 && (err_fd = fcntl(2, F_DUPFD_CLOEXEC, top + 1)) < 0)
+			err(ST_SYSTEM, "stderr");
 		place_fds(h.fds, targets, h.n, &conn);
+	}
 	put32(held, (uint32_t)h.n);
 	if (!h.plain)   /* a plain sender reads nothing */
 		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
@@ -714,9 +1360,13 @@ int main(int argc, char **argv)
 	} else {
 		set_listen_env(&h);
 	}
-	restore_nofile(&nofile, max_target(&r, h.n));
-	restore_signals();
-	status = run_command(&r);
+	restore_nofile(&nofile, top);
+	if (r.ready) {
+		status = supervise(&r, &old, h.fds, h.n, err_fd);
+	} else {
+		restore_signals();
+		status = run_command(&r);
+	}
 	release(&r, &h, targets);
 	return status;
 }

@@ -196,12 +196,11 @@ else
 	port=$(sed -n 's/^3 name=tcp-[0-9]* kind=socket .* local=127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' holder.out)
 	[ -n "$port" ] || fail "the describe view shows no listening socket on 127.0.0.1"
 
-	say "" "Each instance of the server starts through 'fdrecv -c', which hands it the"
-	say "socket at fd 3 with LISTEN_FDS set. Once it holds the socket, it writes its pid"
-	say "into a FIFO, which the demo reads (bounded by 'timeout 10'); then it answers"
-	say "every connection with its pid, until SIGTERM makes it exit 0 (a real server"
-	say "would first finish the connections it has accepted). The perl code, in"
-	say "\$instance:"
+	say "" "Each instance of the server gets the socket at fd 3 with LISTEN_FDS set."
+	say "Once it holds the socket, it writes its pid into the file named on its command"
+	say "line: that says it is ready. Then it answers every connection with its pid,"
+	say "until SIGTERM makes it exit 0 (a real server would first finish the"
+	say "connections it has accepted). The perl code, in \$instance:"
 	instance='$ENV{LISTEN_PID} == $$ && $ENV{LISTEN_FDS} == 1
     or die "server: not socket-activated\n";
 open(my $l, "+<&=3") or die "server: fd 3: $!\n";
@@ -218,48 +217,53 @@ while (accept(my $c, $l)) {
 }
 die "server: accept: $!\n";'
 	printf '%s\n' "$instance" | out
-	mkfifo up1 up2
-	cmd "fdrecv -t 10 -c ./restart.sock -- perl -e \"\$instance\" up1 &" \
-	    "timeout 10 head -n 1 up1"
-	fdrecv -t 10 -c ./restart.sock -- perl -e "$instance" up1 &
-	inst1=$!
-	jobs_started="$holder $inst1"
-	up=$(timeout 10 head -n 1 up1) || fail "instance 1 did not come up"
-	[ "$up" = "$inst1" ] || fail "instance 1 reports pid '$up', not $inst1"
-	say "Instance 1, pid $inst1, is up."
+	start='fdrecv -t 10 -c ./restart.sock --replace web.pid --ready pidfile:up.pid --ready-timeout 10'
 
-	say "" "A client (the one of step 3) connects to 127.0.0.1:$port:"
+	say "" "One command starts the first instance and every later one: fdrecv starts it,"
+	say "waits until it is ready (here: until up.pid holds its pid), then stops the"
+	say "instance web.pid names, if any, writes the new pid into web.pid, and returns."
+	cmd "$start -- perl -e \"\$instance\" up.pid"
+	$start -- perl -e "$instance" up.pid || fail "fdrecv exited $?"
+	inst1=$(cat web.pid)
+	jobs_started="$holder $inst1"
+	say "Instance 1, pid $inst1, is ready, and web.pid names it. A client (the one of"
+	say "step 3) connects to 127.0.0.1:$port:"
 	ask 1 "$inst1"
 
-	say "" "The restart. Instance 2 starts the same way, next to instance 1, and gets a"
-	say "copy of the same listening socket:"
-	cmd "fdrecv -t 10 -c ./restart.sock -- perl -e \"\$instance\" up2 &" \
-	    "timeout 10 head -n 1 up2"
-	fdrecv -t 10 -c ./restart.sock -- perl -e "$instance" up2 &
-	inst2=$!
+	say "" "The restart is the very same command. Instance 2 gets a copy of the same"
+	say "listening socket next to instance 1; only once it is ready is instance 1 sent"
+	say "SIGTERM:"
+	cmd "$start -- perl -e \"\$instance\" up.pid"
+	$start -- perl -e "$instance" up.pid || fail "fdrecv exited $?"
+	inst2=$(cat web.pid)
 	jobs_started="$holder $inst1 $inst2"
-	up=$(timeout 10 head -n 1 up2) || fail "instance 2 did not come up"
-	[ "$up" = "$inst2" ] || fail "instance 2 reports pid '$up', not $inst2"
-	say "Instance 2, pid $inst2, is up. Only now is instance 1 stopped:"
-	cmd "kill -TERM $inst1"
-	kill -TERM "$inst1"
-	rc=0; wait "$inst1" || rc=$?
+	[ "$inst2" != "$inst1" ] || fail "web.pid still names instance 1"
+	timeout 10 sh -c "while kill -0 $inst1 2>/dev/null; do sleep 0.05; done" ||
+		fail "instance 1 is still running"
 	jobs_started="$holder $inst2"
-	[ "$rc" = 0 ] || fail "instance 1 exited $rc, not 0"
-	say "Instance 1 exited 0. The listening socket never closed: the holder and"
-	say "instance 2 hold it, so a connection that arrives while instances change"
-	say "waits in its backlog instead of being refused."
-
+	say "Instance 2, pid $inst2, is ready; instance 1 is gone. The listening socket"
+	say "never closed: the holder and the instances hold it, so a connection that"
+	say "arrives while instances change waits in its backlog instead of being refused."
 	say "" "The same client again:"
 	ask 2 "$inst2"
+
+	say "" "A broken version: the new instance exits before it is ready. fdrecv stops"
+	say "nothing, leaves web.pid alone, says why and exits 5:"
+	cmd "$start -- perl -e 'exit 1'"
+	rc=0; $start -- perl -e 'exit 1' 2>broken.err || rc=$?
+	out broken.err
+	[ "$rc" = 5 ] || fail "fdrecv exited $rc, not 5"
+	[ "$(cat web.pid)" = "$inst2" ] || fail "web.pid changed"
+	say "Instance 2 still answers:"
+	ask 3 "$inst2"
 
 	say "" "The end: instance 2 is stopped, then the holder. On SIGTERM the holder"
 	say "removes its socket file and exits 0."
 	cmd "kill -TERM $inst2" "kill -TERM $holder"
 	kill -TERM "$inst2"
-	rc=0; wait "$inst2" || rc=$?
+	timeout 10 sh -c "while kill -0 $inst2 2>/dev/null; do sleep 0.05; done" ||
+		fail "instance 2 is still running"
 	jobs_started=$holder
-	[ "$rc" = 0 ] || fail "instance 2 exited $rc, not 0"
 	kill -TERM "$holder"
 	rc=0; wait "$holder" || rc=$?
 	jobs_started=

@@ -17,13 +17,19 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #define FAIL 99 /* helper trouble, distinct from every status the tools use */
 
 static const char usage[] =
-	"usage: server [-r READYFILE]            serve fd 3 of socket activation: read a line,\n"
-	"                                        answer \"pid PID\", close; SIGTERM: finish the\n"
-	"                                        request in hand, exit 0; READYFILE gets the port\n"
+	"usage: server [-r PORTFILE] [-w GOFILE] [-p PIDFILE] [-n] [-N] [-x STATUS] [-l LOG] [-i SIG]\n"
+	"                                        serve fd 3 of socket activation: read a line,\n"
+	"                                        answer \"pid PID\", close; TERM, INT, QUIT, USR1,\n"
+	"                                        USR2: finish the request in hand, exit 0 (-i SIG:\n"
+	"                                        ignore that one); first become ready: wait for\n"
+	"                                        GOFILE, exit STATUS (-x), a child sends READY=1\n"
+	"                                        (-N), write PIDFILE, send READY=1 (-n); LOG gets\n"
+	"                                        \"ready PID\", \"stop-SIG PID\"; PORTFILE the port\n"
 	"       server client HOST PORT STOPFILE  request in a loop until STOPFILE exists; prints\n"
 	"                                        \"seen PID\" per new server, then \"ok=N failed=M\"\n"
 	"       server ask HOST PORT             one request; prints the answer \"pid PID\"\n"
@@ -33,12 +39,6 @@ static const char usage[] =
 	"       server idle READYFILE            keep the inherited fds open until a signal\n";
 
 static volatile sig_atomic_t stop;
-
-static void on_term(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
 
 static int num(const char *s, long max)
 {
@@ -107,16 +107,122 @@ static void answer(int c)
 		warn("send");   /* the client counts it; the server goes on */
 }
 
+static const char *log_file;     /* -l: events, one line each */
+static volatile sig_atomic_t stop_sig;
+
+static void on_stop(int sig)
+{
+	stop_sig = sig;
+	stop = 1;
+}
+
+/* Appends "EVENT PID" to the -l log in one write, so that the lines of
+ * several instances never mix. */
+static void log_event(const char *event)
+{
+	char line[96];
+	if (!log_file)
+		return;
+	int fd = open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int n = snprintf(line, sizeof line, "%s %d\n", event, (int)getpid());
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		err(FAIL, "%s", log_file);
+	close(fd);
+}
+
+/* READY=1 to NOTIFY_SOCKET, the sd_notify(3) way. */
+static void notify_ready(void)
+{
+	const char *where = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = where ? strlen(where) : 0;
+	if (!n || n >= sizeof sa.sun_path)
+		errx(FAIL, "NOTIFY_SOCKET is not set");
+	memcpy(sa.sun_path, where, n);
+	if (where[0] == '@')
+		sa.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, "STATUS=up\nREADY=1", 17, 0, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		err(FAIL, "notify %s", where);
+	close(fd);
+}
+
+/* Until FILE exists: the test decides when this instance becomes ready. */
+static void wait_for_file(const char *file)
+{
+	long until = now_ms() + 20000;
+	while (access(file, F_OK) < 0) {
+		if (now_ms() > until)
+			errx(FAIL, "%s did not appear", file);
+		nap_ms(5);
+	}
+}
+
+struct serve_opts {
+	const char *portfile, *gofile, *pidfile;
+	int notify, child_notify, exit_status, ignore;
+};
+
+/* The steps to readiness that the options ask for; exits instead with -x. */
+static void become_ready(const struct serve_opts *o)
+{
+	char text[24];
+	if (o->gofile)
+		wait_for_file(o->gofile);
+	if (o->exit_status >= 0) {
+		log_event("exit-early");
+		exit(o->exit_status);
+	}
+	if (o->child_notify) {   /* a child says READY=1, never the server */
+		pid_t c = fork();
+		if (c == 0) {
+			notify_ready();
+			_exit(0);
+		}
+		if (c < 0 || waitpid(c, NULL, 0) < 0)
+			err(FAIL, "child");
+	}
+	if (o->pidfile) {
+		snprintf(text, sizeof text, "%d\n", (int)getpid());
+		write_ready(o->pidfile, text);
+	}
+	if (o->notify)
+		notify_ready();
+	if (o->notify || o->pidfile)
+		log_event("ready");
+}
+
+static void parse_serve(int argc, char **argv, struct serve_opts *o)
+{
+	int c;
+	memset(o, 0, sizeof *o);
+	o->exit_status = -1;
+	while ((c = getopt(argc, argv, "r:w:p:nNx:l:i:")) != -1) {
+		switch (c) {
+		case 'r': o->portfile = optarg; break;
+		case 'w': o->gofile = optarg; break;
+		case 'p': o->pidfile = optarg; break;
+		case 'n': o->notify = 1; break;
+		case 'N': o->child_notify = 1; break;
+		case 'x': o->exit_status = num(optarg, 255); break;
+		case 'l': log_file = optarg; break;
+		case 'i': o->ignore = num(optarg, 64); break;
+		default: errx(FAIL, "%s", usage);
+		}
+	}
+	if (optind != argc)
+		errx(FAIL, "%s", usage);
+}
+
 static int serve(int argc, char **argv)
 {
-	const char *ready = NULL, *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+	struct serve_opts o;
 	int acc = 0;
 	socklen_t l = sizeof acc;
 
-	if (argc == 3 && !strcmp(argv[1], "-r"))
-		ready = argv[2];
-	else if (argc != 1)
-		errx(FAIL, "%s", usage);
+	parse_serve(argc, argv, &o);
 	if (!fds || !pid || num(pid, INT_MAX) != getpid() || num(fds, INT_MAX) < 1)
 		errx(FAIL, "not socket-activated: LISTEN_FDS=%s LISTEN_PID=%s (self %d)",
 		     fds ? fds : "(unset)", pid ? pid : "(unset)", (int)getpid());
@@ -129,14 +235,23 @@ static int serve(int argc, char **argv)
 		err(FAIL, "fcntl fd 3");
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 
+	/* the stop signals a server may be told to use; -i: one ignored */
+	static const int stops[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 };
 	sigset_t term, open_mask;
 	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
+	struct sigaction sa = { .sa_handler = on_stop };
+	for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+		if (stops[i] == o.ignore)
+			continue;
+		sigaddset(&term, stops[i]);
+		sigaction(stops[i], &sa, NULL);
+	}
+	if (o.ignore)
+		signal(o.ignore, SIG_IGN);
 	sigprocmask(SIG_BLOCK, &term, &open_mask);
-	struct sigaction sa = { .sa_handler = on_term };
-	sigaction(SIGTERM, &sa, NULL);
 
-	if (ready) {
+	become_ready(&o);
+	if (o.portfile) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		unsigned port = 0;
@@ -148,9 +263,9 @@ static int serve(int argc, char **argv)
 		else if (ss.ss_family == AF_INET6)
 			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 		snprintf(text, sizeof text, "%u\n", port);
-		write_ready(ready, text);
+		write_ready(o.portfile, text);
 	}
-	/* SIGTERM is let in only while idle in ppoll: a request in hand is finished */
+	/* a stop signal is let in only while idle in ppoll: a request in hand is finished */
 	while (!stop) {
 		struct pollfd p = { 3, POLLIN, 0 };
 		if (ppoll(&p, 1, NULL, &open_mask) < 0) {
@@ -169,6 +284,9 @@ static int serve(int argc, char **argv)
 		answer(c);
 		close(c);
 	}
+	char event[32];
+	snprintf(event, sizeof event, "stop-%d", (int)stop_sig);
+	log_event(event);
 	return 0;
 }
 
