@@ -795,6 +795,13 @@ static int has_exited(const struct instance *in, msec_t deadline)
 	return wait_fd(in->pidfd, POLLIN, deadline) != 0;
 }
 
+static void forget_instance(struct instance *in)
+{
+	close(in->pidfd);
+	in->pidfd = -1;
+	in->pid = 0;
+}
+
 /* When pid started, in CLOCK_REALTIME nanoseconds (rounded down to the
  * clock tick); 0 when unknown. */
 static int64_t started_at(pid_t pid)
@@ -852,7 +859,8 @@ static void pin_old(const char *pidfile, struct instance *old)
 	/* digits, then white space at most; nothing at all: a first start */
 	len = strspn(buf, "0123456789");
 	if (buf[len + strspn(buf + len, " \t\n")])
-		errx(ST_SYSTEM, "%s: not a process ID: '%.20s'", pidfile, buf);
+		errx(ST_SYSTEM, "%s: not a process ID: '%.*s'", pidfile,
+		     (int)strcspn(buf, "\n"), buf);
 	buf[len] = 0;
 	if (!len)
 		return;
@@ -865,14 +873,12 @@ static void pin_old(const char *pidfile, struct instance *old)
 	}
 	old->pid = (pid_t)pid;
 	if (has_exited(old, DONT_WAIT)) {
-		close(old->pidfd);
-		old->pid = 0;
+		forget_instance(old);
 	} else if (started_at(old->pid) >
 		   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
 		warnx("%s: pid %d started after the file was written: not the old instance, left alone",
 		      pidfile, (int)old->pid);
-		close(old->pidfd);
-		old->pid = 0;
+		forget_instance(old);
 	}
 }
 

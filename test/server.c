@@ -152,7 +152,7 @@ static void notify_ready(void)
 static void wait_for_file(const char *file)
 {
 	long until = now_ms() + 20000;
-	while (access(file, F_OK) < 0) {
+	while (access(file, F_OK) < 0 && !stop) {
 		if (now_ms() > until)
 			errx(FAIL, "%s did not appear", file);
 		nap_ms(5);
@@ -183,14 +183,15 @@ static void become_ready(const struct serve_opts *o)
 		if (c < 0 || waitpid(c, NULL, 0) < 0)
 			err(FAIL, "child");
 	}
+	/* logged first: whatever the announcement causes comes after it */
+	if (o->notify || o->pidfile)
+		log_event("ready");
 	if (o->pidfile) {
 		snprintf(text, sizeof text, "%d\n", (int)getpid());
 		write_ready(o->pidfile, text);
 	}
 	if (o->notify)
 		notify_ready();
-	if (o->notify || o->pidfile)
-		log_event("ready");
 }
 
 static void parse_serve(int argc, char **argv, struct serve_opts *o)
@@ -248,9 +249,9 @@ static int serve(int argc, char **argv)
 	}
 	if (o.ignore)
 		signal(o.ignore, SIG_IGN);
-	sigprocmask(SIG_BLOCK, &term, &open_mask);
-
+	/* stopped while becoming ready: at once */
 	become_ready(&o);
+	sigprocmask(SIG_BLOCK, &term, &open_mask);
 	if (o.portfile) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
