@@ -328,13 +328,20 @@ static void pin_process(struct pinned *v, pid_t pid)
 		err(ST_SYSTEM, "%s", path);
 }
 
+/* 1 when the process has exited, or does within ms: a dying process
+ * closes its descriptors a moment before its pidfd says it exited. */
+static int has_exited(const struct pinned *v, int ms)
+{
+	struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
+
+	return poll(&p, 1, ms) != 0;
+}
+
 /* What was taken came from the pinned process only if it had not exited
  * by the time the last descriptor was taken. */
 static void unpin_process(struct pinned *v)
 {
-	struct pollfd p = { .fd = v->pidfd, .events = POLLIN };
-
-	if (poll(&p, 1, 0) != 0)
+	if (has_exited(v, 0))
 		errx(ST_SYSTEM, "pid %d: exited before all its descriptors were taken",
 		     (int)v->pid);
 	close(v->pidfd);
@@ -350,7 +357,7 @@ static int dup_from_pid(const struct pinned *v, int num)
 	if (errno == EPERM)
 		errx(ST_SYSTEM, "pid %d: not permitted to take its descriptors (this needs ptrace access to it: the same user with kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE)",
 		     (int)v->pid);
-	if (errno == ESRCH)
+	if (errno == ESRCH || has_exited(v, 100))
 		errx(ST_SYSTEM, "pid %d: exited before all its descriptors were taken",
 		     (int)v->pid);
 	errx(errno == EBADF ? ST_USAGE : ST_SYSTEM, "pid %d: fd %d: %s",
@@ -382,31 +389,41 @@ static int flags_of(const struct pinned *v, int num)
 static int reopen_from_pid(const struct pinned *v, int num)
 {
 	char path[32], link[128] = "";
-	int fd, fl = flags_of(v, num);
+	int fd, e, fl = flags_of(v, num);
 	struct stat st;
 
 	snprintf(path, sizeof(path), "fd/%d", num);
-	if (fstatat(v->procfd, path, &st, 0) == 0 && S_ISSOCK(st.st_mode))
+	/* sockets and anonymous inodes (eventfd, epoll, ...) have no file
+	 * to open again, whatever open(2) would say first */
+	if (readlinkat(v->procfd, path, link, sizeof(link) - 1) >= 0 &&
+	    !strncmp(link, "socket:", 7))
 		errx(ST_USAGE, "pid %d: fd %d is a socket, which cannot be reopened: use --dup",
 		     (int)v->pid, num);
+	if (!strncmp(link, "anon_inode:", 11))
+		errx(ST_USAGE, "pid %d: fd %d (%s) cannot be reopened: use --dup",
+		     (int)v->pid, num, link);
 	fd = openat(v->procfd, path, fl | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd >= 0) {
 		if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & O_APPEND) < 0)
 			err(ST_SYSTEM, "pid %d: fd %d", (int)v->pid, num);
 		return fd;
 	}
-	if (errno == ENXIO) {
-		if (readlinkat(v->procfd, path, link, sizeof(link) - 1) < 0)
-			snprintf(link, sizeof(link), "?");
-		errx(ST_USAGE, "pid %d: fd %d (%s) cannot be reopened%s: use --dup",
-		     (int)v->pid, num, link, S_ISFIFO(st.st_mode)
-		     ? " for writing while no one reads it" : "");
-	}
-	if (errno == ENOENT)
+	e = errno;
+	if (has_exited(v, 100))   /* whatever failed, that is why */
+		errx(ST_SYSTEM, "pid %d: exited before all its descriptors were taken",
+		     (int)v->pid);
+	if (e == ENXIO && fstatat(v->procfd, path, &st, 0) == 0 && S_ISFIFO(st.st_mode))
+		errx(ST_USAGE, "pid %d: fd %d (%s) cannot be reopened for writing while no one reads it: use --dup",
+		     (int)v->pid, num, link);
+	if (e == ENXIO)
+		errx(ST_USAGE, "pid %d: fd %d (%s) cannot be reopened: use --dup",
+		     (int)v->pid, num, link);
+	if (e == ENOENT)
 		errx(ST_USAGE, "pid %d: fd %d: not open", (int)v->pid, num);
-	if (errno == EACCES || errno == EPERM)
+	if (e == EACCES || e == EPERM)
 		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
 		     (int)v->pid, num);
+	errno = e;
 	err(ST_SYSTEM, "pid %d: fd %d", (int)v->pid, num);
 }
 

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -28,15 +30,18 @@
 static const char usage[] =
 	"usage: fdtool mk KIND FD [ARG] CMD...   (chainable; KIND: pair-stream pair-seqpacket\n"
 	"                 pair-dgram pipe (ARG = 2nd fd), tcp tcplisten tcp6listen udp unixsock\n"
-	"                 eventfd, unixlisten unixconnect opath (ARG = address or file),\n"
+	"                 eventfd epoll, unixlisten unixconnect opath (ARG = address or file),\n"
 	"                 nonblock (flags FD itself); inet ports in $FDTOOL_PORT_<FD>)\n"
 	"       fdtool memfds [-n] N CMD...      N memfds of size 1..N at 3..N+2, exec CMD FDS...\n"
 	"       fdtool checkfds N [FIRST]       verify those memfds and LISTEN_* variables\n"
 	"       fdtool lsfd | write FD TEXT | stale ADDR\n"
 	"       fdtool plainsend ADDR FD... | plainrecv ADDR | fakerecv MODE ADDR\n"
+	"                 (MODE: vanish mute refuse:TEXT go-vanish slow-held)\n"
 	"       fdtool rawsend ADDR HEX [FD...]\n"
 	"       fdtool rawclose ADDR HEX [FD...] | credsend ADDR HEX [FD...] | stall ADDR\n"
-	"       fdtool sink ADDR | answerfd[-connect] ADDR WFD RFD | connectonce PATH FD CMD...\n";
+	"       fdtool sink ADDR | answerfd[-connect] ADDR WFD RFD | connectonce PATH FD CMD...\n"
+	"       fdtool serve1 TYPE PATH | send1 TYPE PATH TEXT   (TYPE: stream seqpacket dgram)\n"
+	"       fdtool brokenstderr CMD... | flood ADDR N HEX | fill FD\n";
 
 static int num(const char *s)
 {
@@ -262,6 +267,9 @@ static int cmd_mk(int argc, char **argv)
 	} else if (!strcmp(kind, "eventfd")) {
 		if ((src[0] = eventfd(0, EFD_CLOEXEC)) < 0)
 			err(FAIL, "eventfd");
+	} else if (!strcmp(kind, "epoll")) {
+		if ((src[0] = epoll_create1(EPOLL_CLOEXEC)) < 0)
+			err(FAIL, "epoll");
 	} else if (!strcmp(kind, "opath")) {
 		if ((src[0] = open(arg, O_PATH | O_CLOEXEC)) < 0)
 			err(FAIL, "%s", arg);
@@ -518,7 +526,69 @@ static int cmd_plainrecv(int argc, char **argv)
 	return 0;
 }
 
-/* fakerecv MODE ADDR: read fdsend's OFFER, print it, then vanish | mute | refuse:TEXT | go-vanish. */
+/* slow-held: GO, take the FDS frames and their descriptors, then trickle HELD one byte
+ * every 500 ms (16 bytes: 7.5 s), until all of it went or fdsend hung up. */
+static int slow_held(int fd, uint32_t count)
+{
+	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+	unsigned char b[4096], held[16] = { 'F', 'D', 'H', 'O', 1, 4, 0, 0, 4, 0, 0, 0 };
+	size_t have = 0;
+	uint32_t framed = 0, nfds = 0;
+
+	send_frame(fd, 2, NULL, 0);
+	while (framed < count) {
+		struct iovec iov = { b + have, sizeof b - have };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				      .msg_controllen = sizeof u.buf };
+		ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			err(FAIL, "recvmsg");
+		if (r == 0) {
+			printf("EOF in fds frames\n");
+			return 1;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < k; i++, nfds++) {
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+				close(got);
+			}
+		}
+		have += (size_t)r;
+		while (have >= 16) {
+			if (memcmp(b, "FDHO", 4) || b[5] != 3) {
+				printf("not an fds frame: type %d\n", b[5]);
+				return 1;
+			}
+			framed += le32(b + 12);
+			memmove(b, b + 16, have - 16);
+			have -= 16;
+		}
+	}
+	printf("fds frames: %u descriptors\n", nfds);
+	fflush(stdout);
+	held[12] = (unsigned char)count;
+	held[13] = (unsigned char)(count >> 8);
+	held[14] = (unsigned char)(count >> 16);
+	held[15] = (unsigned char)(count >> 24);
+	for (int i = 0; i < 16; i++) {
+		struct timespec half = { 0, 500000000 };
+		if (i)
+			nanosleep(&half, NULL);
+		if (send(fd, held + i, 1, MSG_NOSIGNAL) != 1) {
+			printf("held: %d of 16 bytes sent, then: %s\n", i, strerror(errno));
+			return 0;
+		}
+	}
+	printf("held: all 16 bytes sent\n");
+	return 0;
+}
+
+/* fakerecv MODE ADDR: read fdsend's OFFER, print it, then vanish | mute | refuse:TEXT |
+ * go-vanish | slow-held. */
 static int cmd_fakerecv(int argc, char **argv)
 {
 	if (argc != 3)
@@ -570,6 +640,8 @@ static int cmd_fakerecv(int argc, char **argv)
 		       c ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0);
 		return 0;
 	}
+	if (!strcmp(mode, "slow-held"))
+		return slow_held(fd, count);
 	errx(FAIL, "fakerecv: unknown mode %s", mode);
 }
 
@@ -579,7 +651,7 @@ static int cmd_rawsend(int argc, char **argv)
 	if (argc < 3 || argc - 3 > 253)
 		errx(FAIL, "%s", usage);
 	int fd = connect_to(argv[1]);
-	unsigned char out[4096];
+	static unsigned char out[65536];
 	size_t n = parse_hex(argv[2], out, sizeof out);
 	send_with(fd, out, n, argv + 3, argc - 3, 0);
 	unsigned char h[12];
@@ -661,7 +733,7 @@ static int cmd_rawclose(int argc, char **argv)
 {
 	if (argc < 3 || argc - 3 > 253)
 		errx(FAIL, "%s", usage);
-	unsigned char out[4096];
+	static unsigned char out[65536];
 	int fd = connect_to(argv[1]);
 	send_with(fd, out, parse_hex(argv[2], out, sizeof out), argv + 3, argc - 3, 0);
 	if (shutdown(fd, SHUT_WR) < 0)
@@ -675,7 +747,7 @@ static int cmd_credsend(int argc, char **argv)
 {
 	if (argc < 3 || argc - 3 > 253)
 		errx(FAIL, "%s", usage);
-	unsigned char out[4096];
+	static unsigned char out[65536];
 	int one = 1, fd = connect_to(argv[1]);
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
 		err(FAIL, "SO_PASSCRED");
@@ -786,6 +858,142 @@ static int cmd_connectonce(int argc, char **argv)
 	err(argv[3][0] && errno == ENOENT ? 127 : 126, "%s", argv[3]);
 }
 
+/* ---- plain services, broken stderr and floods for hostile.bats ---- */
+
+static int sock_type(const char *s)
+{
+	if (!strcmp(s, "stream"))
+		return SOCK_STREAM;
+	if (!strcmp(s, "seqpacket"))
+		return SOCK_SEQPACKET;
+	if (!strcmp(s, "dgram"))
+		return SOCK_DGRAM;
+	errx(FAIL, "unknown socket type %s (stream, seqpacket or dgram)", s);
+}
+
+/* serve1 TYPE PATH: a plain service bound at PATH (listening, but for dgram): says "ready",
+ * prints the first message that has any text (a connection that says nothing, such as a
+ * tool checking whether the path is in use, is skipped) and exits. The file stays. */
+static int cmd_serve1(int argc, char **argv)
+{
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	int type = sock_type(argv[1]), fd = sock_fd(AF_UNIX, type);
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, argv[2]);
+	char buf[4096];
+	size_t n = 0;
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 ||
+	    (type != SOCK_DGRAM && listen(fd, 8) < 0))
+		err(FAIL, "%s", argv[2]);
+	printf("ready\n");
+	fflush(stdout);
+	while (n == 0) {
+		int c = fd;
+		ssize_t r;
+		if (type != SOCK_DGRAM && (c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			err(FAIL, "accept");
+		}
+		if (type == SOCK_STREAM) { /* the whole stream, until the sender closes */
+			while ((r = read(c, buf + n, sizeof buf - 1 - n)) > 0 ||
+			       (r < 0 && errno == EINTR))
+				n += r > 0 ? (size_t)r : 0;
+		} else {
+			while ((r = recv(c, buf, sizeof buf - 1, 0)) < 0 && errno == EINTR)
+				;
+			n = r > 0 ? (size_t)r : 0;
+		}
+		if (c != fd)
+			close(c);
+	}
+	buf[n] = 0;
+	printf("%s\n", buf);
+	return 0;
+}
+
+/* send1 TYPE PATH TEXT: connect a socket of TYPE to PATH and send TEXT. */
+static int cmd_send1(int argc, char **argv)
+{
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	int fd = sock_fd(AF_UNIX, sock_type(argv[1]));
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, argv[2]);
+	size_t n = strlen(argv[3]);
+	if (connect(fd, (struct sockaddr *)&sa, len) < 0)
+		err(FAIL, "connect %s", argv[2]);
+	if (send(fd, argv[3], n, MSG_NOSIGNAL) != (ssize_t)n)
+		err(FAIL, "send");
+	return 0;
+}
+
+/* brokenstderr CMD...: exec CMD with stderr on a pipe whose read end is closed, and
+ * SIGPIPE at its default (a write there kills, unless CMD sees to it). */
+static int cmd_brokenstderr(int argc, char **argv)
+{
+	int p[2];
+	if (argc < 2)
+		errx(FAIL, "%s", usage);
+	if (pipe(p) < 0)
+		err(FAIL, "pipe");
+	close(p[0]);
+	if (p[1] != 2) {
+		if (dup2(p[1], 2) < 0)
+			err(FAIL, "dup2");
+		close(p[1]);
+	}
+	signal(SIGPIPE, SIG_DFL);
+	execvp(argv[1], argv + 1);
+	return argv[1][0] && errno == ENOENT ? 127 : 126; /* nowhere to say it */
+}
+
+/* flood ADDR N HEX: N times connect (blocking), send these bytes, close at once; one
+ * connection failing does not stop it. Prints how many went. */
+static int cmd_flood(int argc, char **argv)
+{
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	static unsigned char out[65536];
+	struct sockaddr_un sa;
+	socklen_t len = mkaddr(&sa, argv[1]);
+	int n = num(argv[2]), sent = 0;
+	size_t hl = parse_hex(argv[3], out, sizeof out);
+	for (int i = 0; i < n; i++) {
+		int fd = sock_fd(AF_UNIX, SOCK_STREAM);
+		if (connect(fd, (struct sockaddr *)&sa, len) == 0 &&
+		    send(fd, out, hl, MSG_NOSIGNAL) == (ssize_t)hl)
+			sent++;
+		close(fd);
+	}
+	printf("flood: %d of %d sent\n", sent, n);
+	return 0;
+}
+
+/* fill FD: write to the pipe or FIFO at FD until it is full (FD's own open file is
+ * non-blocking meanwhile); whoever writes there next would block. */
+static int cmd_fill(int argc, char **argv)
+{
+	if (argc != 2)
+		errx(FAIL, "%s", usage);
+	int fd = num(argv[1]), fl = fcntl(fd, F_GETFL);
+	static char buf[4096];
+	memset(buf, 'x', sizeof buf);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		err(FAIL, "fd %d", fd);
+	for (size_t chunk = sizeof buf; chunk;) {
+		ssize_t r = write(fd, buf, chunk);
+		if (r < 0 && errno == EAGAIN)
+			chunk = chunk > 1 ? 1 : 0; /* then byte by byte into what is left */
+		else if (r < 0)
+			err(FAIL, "write fd %d", fd);
+	}
+	if (fcntl(fd, F_SETFL, fl) < 0)
+		err(FAIL, "fd %d", fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -827,6 +1035,16 @@ int main(int argc, char **argv)
 		return cmd_answerfd_connect(argc, argv);
 	if (!strcmp(c, "connectonce"))
 		return cmd_connectonce(argc, argv);
+	if (!strcmp(c, "serve1"))
+		return cmd_serve1(argc, argv);
+	if (!strcmp(c, "send1"))
+		return cmd_send1(argc, argv);
+	if (!strcmp(c, "brokenstderr"))
+		return cmd_brokenstderr(argc, argv);
+	if (!strcmp(c, "flood"))
+		return cmd_flood(argc, argv);
+	if (!strcmp(c, "fill"))
+		return cmd_fill(argc, argv);
 	fputs(usage, stderr);
 	return FAIL;
 }
