@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -916,11 +917,15 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 			w.start = now_ms();
 		if (deadline != NO_DEADLINE && now_ms() >= deadline) {
 			close(fd);
+			/* an abstract name is per network namespace: the
+			 * peer may be listening in another one */
+			if (c->abstract)
+				errx(ST_TIMEOUT, "%s: timed out waiting for a %s (abstract names are per network namespace)",
+				     c->label, whom);
 			if (last == ECONNREFUSED)
 				errx(ST_TIMEOUT, "%s: no %s listening (connection refused)",
-					     c->label, whom);
-			errx(ST_TIMEOUT, "%s: timed out waiting for a %s",
 				     c->label, whom);
+			errx(ST_TIMEOUT, "%s: timed out waiting for a %s", c->label, whom);
 		}
 		wait_a_little(&w, c, deadline);
 	}
@@ -1453,6 +1458,19 @@ static inline void describe_socket(int fd, struct fdinfo *d)
 		add_field(d, "local", addr, alen);
 	if (plen)
 		add_field(d, "peer", paddr, plen);
+	/* a TCP listener's backlog, as listen(2) last set it: the kernel
+	 * tells it through TCP_INFO (tcpi_sacked while listening) */
+	if (acc && (dom == AF_INET || dom == AF_INET6)) {
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+		    ti.tcpi_state == 10 /* TCP_LISTEN */) {
+			snprintf(buf, sizeof(buf), "%u", ti.tcpi_sacked);
+			add_str(d, "backlog", buf);
+		}
+	}
 }
 
 static inline void describe(int fd, const char *name, struct fdinfo *d)

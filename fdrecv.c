@@ -11,6 +11,7 @@
 static const char usage_text[] =
 	"Usage: fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS]\n"
 	"              [--allow-uid UID[,UID...]] [--mode MODE] [--json]\n"
+	"              [--export STYLE] [--set-nonblock | --clear-nonblock]\n"
 	"              [--ready HOW [--replace PIDFILE] [--ready-timeout SECONDS]\n"
 	"              [--stop-signal SIG] [--stop-timeout SECONDS]]\n"
 	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
@@ -32,7 +33,10 @@ static const char usage_text[] =
 	"                         also accept peers of these users (default: only\n"
 	"                         the same user and root)\n"
 	"      --mode MODE        socket file mode (default 0600)\n"
-	"      --json             describe the descriptors as JSON\n"	"      --ready HOW        run COMMAND as a child, return once it is ready:\n"
+	"      --json             describe the descriptors as JSON\n"	"      --export STYLE     how COMMAND learns of them: systemd (LISTEN_FDS),\n"
+	"                         nginx (NGINX), einhorn (EINHORN_FD_*) or none\n"
+	"      --set-nonblock, --clear-nonblock\n"
+	"                         set or clear O_NONBLOCK on what arrived\n"	"      --ready HOW        run COMMAND as a child, return once it is ready:\n"
 	"                         notify, pidfile:PATH or exec; else roll back\n"
 	"      --replace PIDFILE  then stop the old instance PIDFILE names, and\n"
 	"                         write the new one's pid there\n"
@@ -93,7 +97,13 @@ struct receiver {
 	msec_t ready_timeout;
 	int stop_sig;
 	msec_t stop_timeout;   /* NO_DEADLINE: do not wait for the old one */
+	int export;            /* EXPORT_*: how COMMAND learns of them */
+	int nonblock;          /* 1 set, 0 clear, -1 leave O_NONBLOCK alone */
 };
+
+/* --export: the convention by which COMMAND learns of its descriptors */
+enum { EXPORT_DEFAULT, EXPORT_SYSTEMD, EXPORT_NGINX, EXPORT_EINHORN,
+       EXPORT_NONE };
 
 enum { READY_NONE, READY_EXEC, READY_NOTIFY, READY_PIDFILE };
 #define READY_TIMEOUT_MS 60000    /* --ready-timeout's default */
@@ -195,6 +205,34 @@ static int parse_signal(const char *s)
 		    s);
 }
 
+/* --export STYLE */
+static int parse_export(const char *s)
+{
+	static const char *const styles[] = { "systemd", "nginx", "einhorn", "none" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, styles[i]))
+			return EXPORT_SYSTEMD + i;
+	usage_error("invalid --export: '%s' (expected systemd, nginx, einhorn or none)",
+		    s);
+}
+
+/* What goes with --export, --set-nonblock and --clear-nonblock. */
+static void check_export(struct receiver *r)
+{
+	if (r->export && !r->cmd)
+		usage_error("--export needs a COMMAND");
+	if (r->export == EXPORT_SYSTEMD && r->targets)
+		usage_error("--export systemd places the descriptors at 3, 4, ...; it takes no -f, -i, -o or -e");
+	if (!r->export)
+		r->export = r->targets ? EXPORT_NONE : EXPORT_SYSTEMD;
+	/* nginx assumes inherited listeners are non-blocking */
+	if (r->export == EXPORT_NGINX && r->nonblock == 0)
+		usage_error("--export nginx sets O_NONBLOCK; it takes no --clear-nonblock");
+	if (r->export == EXPORT_NGINX)
+		r->nonblock = 1;
+}
+
 /* What goes with --ready and --replace, and their defaults. */
 static void check_supervision(struct receiver *r)
 {
@@ -216,7 +254,8 @@ static void check_supervision(struct receiver *r)
 }
 
 enum { OPT_JSON = 256, OPT_ALLOW, OPT_MODE, OPT_READY, OPT_REPLACE,
-       OPT_READY_TIMEOUT, OPT_STOP_SIGNAL, OPT_STOP_TIMEOUT };
+       OPT_READY_TIMEOUT, OPT_STOP_SIGNAL, OPT_STOP_TIMEOUT, OPT_EXPORT,
+       OPT_SET_NONBLOCK, OPT_CLEAR_NONBLOCK };
 
 static const struct option long_opts[] = {
 	{ "abstract", no_argument, NULL, 'a' },
@@ -236,6 +275,9 @@ static const struct option long_opts[] = {
 	{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
 	{ "stop-signal", required_argument, NULL, OPT_STOP_SIGNAL },
 	{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+	{ "export", required_argument, NULL, OPT_EXPORT },
+	{ "set-nonblock", no_argument, NULL, OPT_SET_NONBLOCK },
+	{ "clear-nonblock", no_argument, NULL, OPT_CLEAR_NONBLOCK },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ 0 }
@@ -272,6 +314,9 @@ static int take_options(struct receiver *r, int argc, char **argv, int *abstract
 		case OPT_STOP_TIMEOUT:
 			r->stop_timeout = parse_timeout(optarg);
 			break;
+		case OPT_EXPORT: r->export = parse_export(optarg); break;
+		case OPT_SET_NONBLOCK: r->nonblock = 1; break;
+		case OPT_CLEAR_NONBLOCK: r->nonblock = 0; break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': fputs("fdrecv " VERSION "\n", stdout); exit(ST_OK);
 		default:
@@ -294,6 +339,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	r->mode = 0600;
 	r->ready_timeout = -1;
 	r->stop_timeout = -1;
+	r->nonblock = -1;
 	run = take_options(r, argc, argv, &abstract);
 	if (run || optind >= argc)
 		usage_error("missing SOCKET");
@@ -312,6 +358,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	if (r->json && r->cmd)
 		usage_error("--json describes descriptors; it takes no COMMAND");
 	check_supervision(r);
+	check_export(r);
 	/* a mistyped command must not swallow anybody's descriptors */
 	if (r->cmd && !(r->path = find_command(r->cmd[0])))
 		err(ST_SYSTEM, "malloc");
@@ -689,6 +736,54 @@ static void set_listen_env(const struct handoff *h)
 	free(names);
 }
 
+/* O_NONBLOCK as --set-nonblock or --clear-nonblock ask. It belongs to the
+ * open file description: the sender, a holder and every other process
+ * with a copy see the change too. */
+static void set_nonblock(const struct receiver *r, const struct handoff *h)
+{
+	for (size_t i = 0; r->nonblock >= 0 && i < h->n; i++) {
+		int fl = fcntl(h->fds[i], F_GETFL);
+
+		if (fl < 0 || fcntl(h->fds[i], F_SETFL, r->nonblock ? fl | O_NONBLOCK
+						  : fl & ~O_NONBLOCK) < 0)
+			err(ST_SYSTEM, "fd %d: O_NONBLOCK", h->fds[i]);
+	}
+}
+
+/* Tells COMMAND of its descriptors (at targets) the --export way. */
+static void export_fds(const struct receiver *r, const struct handoff *h,
+		       const int *targets)
+{
+	char name[32], num[16], *list;
+	size_t len = 0;
+
+	if (r->export == EXPORT_SYSTEMD) {
+		set_listen_env(h);
+		return;
+	}
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	if (r->export == EXPORT_NGINX) {
+		/* NGINX="3;4;": nginx's binary-upgrade convention */
+		if (!(list = malloc(h->n * 12 + 1)))
+			err(ST_SYSTEM, "malloc");
+		list[0] = 0;
+		for (size_t i = 0; i < h->n; i++)
+			len += (size_t)sprintf(list + len, "%d;", targets[i]);
+		setenv("NGINX", list, 1);
+		free(list);
+	} else if (r->export == EXPORT_EINHORN) {
+		snprintf(num, sizeof(num), "%zu", h->n);
+		setenv("EINHORN_FD_COUNT", num, 1);
+		for (size_t i = 0; i < h->n; i++) {
+			snprintf(name, sizeof(name), "EINHORN_FD_%zu", i);
+			snprintf(num, sizeof(num), "%d", targets[i]);
+			setenv(name, num, 1);
+		}
+	}
+}
+
 static void describe_all(const struct receiver *r, const struct handoff *h)
 {
 	const char *s = h->names;
@@ -1022,7 +1117,7 @@ static void start_instance(const struct receiver *r, struct watch *w,
 		int e;
 
 		close(pipefd[0]);
-		if (!r->targets) {   /* LISTEN_PID: the instance's own */
+		if (r->export == EXPORT_SYSTEMD) {   /* LISTEN_PID: its own */
 			snprintf(num, sizeof(num), "%d", (int)getpid());
 			setenv("LISTEN_PID", num, 1);
 		}
@@ -1353,19 +1448,14 @@ int main(int argc, char **argv)
 	/* fd:0 was the connection: COMMAND still starts with 0, 1, 2 open */
 	if (conn < 3 && open("/dev/null", O_RDWR) != conn)
 		err(ST_SYSTEM, "/dev/null");
+	set_nonblock(&r, &h);
 	if (!r.cmd) {
 		describe_all(&r, &h);
 		close_all(h.fds, h.n);
 		release(&r, &h, targets);
 		return ST_OK;
 	}
-	if (r.targets) {
-		unsetenv("LISTEN_FDS");
-		unsetenv("LISTEN_PID");
-		unsetenv("LISTEN_FDNAMES");
-	} else {
-		set_listen_env(&h);
-	}
+	export_fds(&r, &h, targets);
 	restore_nofile(&nofile, top);
 	if (r.ready) {
 		status = supervise(&r, &old, h.fds, h.n, err_fd);

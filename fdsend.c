@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* fdsend: hand open descriptors to a receiver over AF_UNIX, once or, as a
  * holder, to every receiver that comes. */
+#include <dirent.h>
 #include <getopt.h>
 #include <sys/syscall.h>
 #include "common.h"
@@ -14,8 +15,8 @@
 
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
-	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N]] [--backlog N]\n"
-	"              [--allow-uid UID[,UID...]] [--mode MODE] SOCKET [FD...]\n"
+	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N] [-v]] [--backlog N]\n"
+	"              [--allow-uid UID[,UID...]] [--mode MODE] [--nonblock] SOCKET [FD...]\n"
 	"\n"
 	"Send descriptors FD... (default: 0) to the fdrecv listening on SOCKET, in one\n"
 	"handoff, and wait until it holds them all; with --serve, listen on SOCKET and\n"
@@ -40,12 +41,14 @@ static const char usage_text[] =
 	"      --allow-uid UID[,UID...]\n"
 	"                         also hand over to peers of these users (default:\n"
 	"                         only the same user and root)\n"
-	"      --mode MODE        mode of the socket files fdsend creates (0600)\n"
+	"      --mode MODE        mode of the socket files fdsend creates (0600)\n"	"      --nonblock         create tcp:, udp: and unix: sockets non-blocking\n"
+	"  -v, --verbose          with --serve: a line per handoff and refusal\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
 	"\n"
 	"FD: a descriptor number, or a socket to create and listen on: tcp:HOST:PORT,\n"
-	"tcp:[IPV6]:PORT, udp:HOST:PORT, unix:PATH.\n"
+	"tcp:[IPV6]:PORT, udp:HOST:PORT, unix:PATH; with --pid, the socket of PID\n"
+	"bound to that address.\n"
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
 	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
 
@@ -68,6 +71,8 @@ struct sender {
 	char **names;           /* --fdname entries; "" keeps the default */
 	size_t nnames;
 	int noack, serve, dup;
+	int nonblock;           /* --nonblock: sockets made non-blocking */
+	int verbose;            /* --serve -v: a line per handoff */
 	pid_t pid;
 	unsigned long count;    /* --serve: handoffs before stopping; 0 = no end */
 	int backlog;
@@ -162,7 +167,7 @@ static void add_activated(struct sender *s)
 static void parse_args(struct sender *s, int argc, char **argv)
 {
 	enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
-	       OPT_ALLOW, OPT_MODE };
+	       OPT_ALLOW, OPT_MODE, OPT_NONBLOCK };
 	static const struct option opts[] = {
 		{ "abstract", no_argument, NULL, 'a' },
 		{ "blocking", no_argument, NULL, 'b' },
@@ -178,6 +183,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		{ "backlog", required_argument, NULL, OPT_BACKLOG },
 		{ "allow-uid", required_argument, NULL, OPT_ALLOW },
 		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -188,7 +195,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 	s->timeout = NO_DEADLINE;
 	s->backlog = SOMAXCONN;
 	s->mode = 0600;
-	while ((c = getopt_long(argc, argv, "abf:t:Lp:dhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "abf:t:Lp:dvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
 		case 'b': break;
@@ -210,6 +217,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 			break;
 		case OPT_ALLOW: parse_allow(&s->allow, optarg); break;
 		case OPT_MODE: s->mode = parse_mode(optarg); break;
+		case OPT_NONBLOCK: s->nonblock = 1; break;
+		case 'v': s->verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
 		case 'V': puts("fdsend " VERSION); exit(ST_OK);
 		default:
@@ -229,6 +238,8 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		usage_error("--dup goes with --pid");
 	if (s->count && !s->serve)
 		usage_error("--count goes with --serve");
+	if (s->verbose && !s->serve)
+		usage_error("--verbose goes with --serve");
 	if (s->serve && s->timeout == 0)
 		usage_error("--serve -t 0: a holder needs a per-peer timeout above 0");
 	resolve_chan(&s->chan, argv[optind], abstract);
@@ -239,22 +250,74 @@ static void parse_args(struct sender *s, int argc, char **argv)
 
 /* ---- where descriptors come from ---- */
 
-/* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket. */
-static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
+/* An inet spec's address: tcp:HOST:PORT, tcp:[V6]:PORT, udp:...; HOST may
+ * be * or empty for any. Returns the socket type. */
+union inet_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+	struct sockaddr_storage ss;
+};
+
+static int parse_inet(const char *spec, union inet_addr *a, socklen_t *alen)
 {
-	int udp = spec[0] == 'u' && spec[1] == 'd', fd, one = 1;
-	const char *hp = spec + 4, *colon;
+	int udp = !strncmp(spec, "udp:", 4);
+	const char *hp = spec + 4, *colon = strrchr(hp, ':');
 	char host[INET6_ADDRSTRLEN + 2];
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-		struct sockaddr_storage ss;
-	} a;
-	socklen_t alen;
 	unsigned long port;
 
-	if (spec[0] == 'u' && spec[1] == 'n') {
+	if (!colon || (size_t)(colon - hp) >= sizeof(host))
+		usage_error("%s: expected %.3s:HOST:PORT", spec, spec);
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
+	port = parse_number(colon + 1, 0, 65535, "port");
+	memset(a, 0, sizeof(*a));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = 0;
+		a->in6.sin6_family = AF_INET6;
+		a->in6.sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &a->in6.sin6_addr) != 1)
+			usage_error("%s: not a numeric IPv6 address", spec);
+		*alen = sizeof(a->in6);
+	} else {
+		a->in.sin_family = AF_INET;
+		a->in.sin_port = htons((uint16_t)port);
+		if (strcmp(host, "*") && *host &&
+		    inet_pton(AF_INET, host, &a->in.sin_addr) != 1)
+			usage_error("%s: not a numeric IPv4 address (write IPv6 as [::1])",
+				    spec);
+		*alen = sizeof(a->in);
+	}
+	return udp ? SOCK_DGRAM : SOCK_STREAM;
+}
+
+/* The default name of a socket that a spec made or found: tcp-PORT,
+ * udp-PORT or unix; NULL when out of memory. */
+static char *socket_name(int fd)
+{
+	union inet_addr a;
+	socklen_t alen = sizeof(a);
+	int type = 0;
+	socklen_t l = sizeof(type);
+	char *name;
+
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+	if (getsockname(fd, &a.sa, &alen) < 0 || a.sa.sa_family == AF_UNIX)
+		return strdup("unix");
+	if (asprintf(&name, "%s-%u", type == SOCK_DGRAM ? "udp" : "tcp",
+		     ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port)) < 0)
+		return NULL;
+	return name;
+}
+
+/* tcp:HOST:PORT, tcp:[V6]:PORT, udp:..., unix:PATH: a fresh socket,
+ * non-blocking with --nonblock. */
+static int make_socket(const struct sender *s, const char *spec, char **name)
+{
+	int type, fd, one = 1;
+	union inet_addr a;
+	socklen_t alen;
+
+	if (!strncmp(spec, "unix:", 5)) {
 		struct chan c;
 		struct owned *own;   /* removed on failure, the service's after */
 
@@ -262,31 +325,13 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		*name = strdup("unix");
-		return listen_chan(&c, backlog, mode, FOR_SERVICE, &own);
+		fd = listen_chan(&c, s->backlog, s->mode, FOR_SERVICE, &own);
+		if (s->nonblock && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+			err(ST_SYSTEM, "%s", spec);
+		return fd;
 	}
-	colon = strrchr(hp, ':');
-	if (!colon || (size_t)(colon - hp) >= sizeof(host))
-		usage_error("%s: expected %.3s:HOST:PORT", spec, spec);
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
-	port = parse_number(colon + 1, 0, 65535, "port");
-	memset(&a, 0, sizeof(a));
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		host[strlen(host) - 1] = 0;
-		a.in6.sin6_family = AF_INET6;
-		a.in6.sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host + 1, &a.in6.sin6_addr) != 1)
-			usage_error("%s: not a numeric IPv6 address", spec);
-		alen = sizeof(a.in6);
-	} else {
-		a.in.sin_family = AF_INET;
-		a.in.sin_port = htons((uint16_t)port);
-		if (strcmp(host, "*") && *host &&
-		    inet_pton(AF_INET, host, &a.in.sin_addr) != 1)
-			usage_error("%s: not a numeric IPv4 address (write IPv6 as [::1])",
-				    spec);
-		alen = sizeof(a.in);
-	}
-	fd = socket(a.sa.sa_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	type = parse_inet(spec, &a, &alen);
+	fd = socket(a.sa.sa_family, type | SOCK_CLOEXEC | (s->nonblock ? SOCK_NONBLOCK : 0), 0);
 	if (fd < 0)
 		err(ST_SYSTEM, "%s: socket", spec);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -295,13 +340,9 @@ static int make_socket(const char *spec, int backlog, mode_t mode, char **name)
 			errx(ST_SYSTEM, "%s: address already in use", spec);
 		err(ST_SYSTEM, "%s: bind", spec);
 	}
-	if (!udp && listen(fd, backlog) < 0)
+	if (type == SOCK_STREAM && listen(fd, s->backlog) < 0)
 		err(ST_SYSTEM, "%s: listen", spec);
-	alen = sizeof(a);
-	getsockname(fd, &a.sa, &alen);
-	if (asprintf(name, "%s-%u", udp ? "udp" : "tcp",
-		     ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port)) < 0)
-		*name = NULL;
+	*name = socket_name(fd);
 	return fd;
 }
 
@@ -362,6 +403,92 @@ static int dup_from_pid(const struct pinned *v, int num)
 		     (int)v->pid);
 	errx(errno == EBADF ? ST_USAGE : ST_SYSTEM, "pid %d: fd %d: %s",
 	     (int)v->pid, num, errno == EBADF ? "not open" : strerror(errno));
+}
+
+/* 1 when the socket fd is bound to the address of spec, a listening
+ * socket (a bound datagram socket for udp:); what it is goes to what. */
+static int socket_matches(int fd, const char *spec, char *what, size_t size)
+{
+	union inet_addr want, got;
+	socklen_t wlen, glen = sizeof(got);
+	int type = 0, acc = 0, is_unix = !strncmp(spec, "unix:", 5), match;
+	socklen_t l = sizeof(int);
+	char addr[sizeof(got) + 8];
+	size_t n;
+
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+	l = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l);
+	memset(&got, 0, sizeof(got));
+	if (getsockname(fd, &got.sa, &glen) < 0)
+		glen = 0;
+	n = format_addr(&got.ss, glen, addr, sizeof(addr) - 1);
+	addr[n] = 0;
+	snprintf(what, size, "%s %s%s", type == SOCK_DGRAM ? "dgram" : "stream",
+		 n ? addr : "(unbound)", acc ? " listening" : "");
+	if (is_unix) {
+		const char *path = spec + 5;
+
+		return got.sa.sa_family == AF_UNIX && acc && !strcmp(addr, path);
+	}
+	match = parse_inet(spec, &want, &wlen) == type && got.sa.sa_family == want.sa.sa_family;
+	if (match && want.sa.sa_family == AF_INET)
+		match = got.in.sin_port == want.in.sin_port &&
+			got.in.sin_addr.s_addr == want.in.sin_addr.s_addr;
+	else if (match)
+		match = got.in6.sin6_port == want.in6.sin6_port &&
+			!memcmp(&got.in6.sin6_addr, &want.in6.sin6_addr, 16);
+	return match && (type == SOCK_DGRAM || acc);
+}
+
+/* --pid with an address: the one socket of the pinned process bound to
+ * it, duplicated (pidfd_getfd), found among all its descriptors; copies
+ * of one socket at several numbers count once. */
+static int take_by_address(const struct pinned *v, const char *spec)
+{
+	char link[64], what[160], list[2048] = "";
+	int dirfd = openat(v->procfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
+	struct dirent *e;
+	struct stat st;
+	ino_t ino = 0;
+	int found = -1, first = -1;
+	size_t len = 0;
+
+	if (!d)
+		err(ST_SYSTEM, "pid %d: its descriptors", (int)v->pid);
+	while ((e = readdir(d))) {
+		ssize_t l = readlinkat(dirfd, e->d_name, link, sizeof(link) - 1);
+		unsigned long num;
+		int fd;
+
+		if (l < 8 || memcmp(link, "socket:[", 8) ||
+		    !parse_digits(e->d_name, INT_MAX, &num))
+			continue;
+		fd = dup_from_pid(v, (int)num);
+		if (socket_matches(fd, spec, what, sizeof(what)) &&
+		    fstat(fd, &st) == 0 && (found < 0 || st.st_ino != ino)) {
+			if (found >= 0)
+				errx(ST_USAGE, "pid %d: fd %d and fd %lu are both bound to %s",
+				     (int)v->pid, first, num, spec);
+			found = fd;
+			first = (int)num;
+			ino = st.st_ino;
+			continue;
+		}
+		close(fd);
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%sfd %lu %s",
+					len ? ", " : "", num, what);
+		if (len >= sizeof(list))
+			len = sizeof(list) - 1;
+	}
+	closedir(d);
+	if (found < 0)
+		errx(ST_USAGE, "pid %d: no %s socket bound to %s; it has: %s",
+		     (int)v->pid, strncmp(spec, "udp:", 4) ? "listening" : "datagram",
+		     spec + (spec[0] == 'u' && spec[1] == 'n' ? 5 : 4),
+		     len ? list : "no sockets");
+	return found;
 }
 
 /* The access mode and O_APPEND|O_NONBLOCK of descriptor num, from fdinfo. */
@@ -472,10 +599,16 @@ static void gather(struct sender *s)
 	for (size_t i = 0; i < s->nsrc; i++) {
 		struct source *e = &s->src[i];
 
-		if (e->kind == SRC_SPEC) {
+		if (e->kind == SRC_SPEC && s->pid) {
+			char *name;
+
+			e->fd = take_by_address(&v, e->name);
+			e->kind = SRC_MADE;
+			e->name = (name = socket_name(e->fd)) ? name : "";
+		} else if (e->kind == SRC_SPEC) {
 			char *name = NULL;
 
-			e->fd = make_socket(e->name, s->backlog, s->mode, &name);
+			e->fd = make_socket(s, e->name, &name);
 			e->name = name ? name : "";
 		} else if (e->kind == SRC_FD && s->pid) {
 			e->fd = s->dup ? dup_from_pid(&v, e->fd)
@@ -738,17 +871,52 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 	inbox_free(&p.ib);
 }
 
-static void drop_peer(struct peer *p, const char *label, struct warn_limit *wl)
+/* --verbose: one line for a handoff or a refusal, when and to whom. */
+static void log_peer(const struct sender *s, const struct peer *p,
+		     const struct ucred *cr)
 {
-	if (p->status && !p->quiet) {
-		struct ucred cr;
-		socklen_t cl = sizeof(cr);
+	char comm[32] = "?", path[32], when[32];
+	struct timespec now;
+	struct tm tm;
+	ssize_t n;
+	int fd;
 
-		if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
-			cr.pid = 0;
-		warn_peer(wl, label, "receivers", "%s: receiver uid %u pid %d: %s",
-			  label, (unsigned)cr.uid, (int)cr.pid, p->why);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)cr->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		if ((n = read(fd, comm, sizeof(comm) - 1)) > 0)
+			comm[n - (comm[n - 1] == '\n')] = 0;
+		close(fd);
 	}
+	for (char *c = comm; *c; c++)
+		if (*c < ' ' || *c > '~')
+			*c = '?';
+	clock_gettime(CLOCK_REALTIME, &now);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", localtime_r(&now.tv_sec, &tm));
+	if (p->status)
+		say_now("%s: %s.%03ld receiver pid %d uid %u (%s): refused: %s",
+			s->chan.label, when, now.tv_nsec / 1000000, (int)cr->pid,
+			(unsigned)cr->uid, comm, p->why);
+	else
+		say_now("%s: %s.%03ld receiver pid %d uid %u (%s): handed %zu descriptor%s",
+			s->chan.label, when, now.tv_nsec / 1000000, (int)cr->pid,
+			(unsigned)cr->uid, comm, s->nsrc, s->nsrc == 1 ? "" : "s");
+}
+
+/* A receiver is done with: told in the log (--verbose), or, failed, in a
+ * warning; then forgotten. */
+static void drop_peer(const struct sender *s, struct peer *p,
+		      struct warn_limit *wl)
+{
+	struct ucred cr = { 0, (uid_t)-1, (gid_t)-1 };
+	socklen_t cl = sizeof(cr);
+
+	if ((p->status || s->verbose) && !p->quiet)
+		getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
+	if (s->verbose && !p->quiet)
+		log_peer(s, p, &cr);
+	else if (p->status && !p->quiet)
+		warn_peer(wl, s->chan.label, "receivers", "%s: receiver uid %u pid %d: %s",
+			  s->chan.label, (unsigned)cr.uid, (int)cr.pid, p->why);
 	inbox_free(&p->ib);
 	close(p->fd);
 }
@@ -816,7 +984,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 				continue;
 			}
 			served += st > 0;
-			drop_peer(p, s->chan.label, &wl);
+			drop_peer(s, p, &wl);
 		}
 		np = k;
 		if (r > 0 && (pf[lidx].revents & POLLIN)) {
@@ -840,7 +1008,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 					np++;
 				else {
 					served += r > 0;
-					drop_peer(p, s->chan.label, &wl);
+					drop_peer(s, p, &wl);
 				}
 			} else if (errno != EAGAIN && errno != EINTR &&
 				   errno != ECONNABORTED) {
@@ -851,8 +1019,10 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 		}
 		flush_warnings(&wl, s->chan.label, "receivers", 0);
 	}
-	for (size_t i = 0; i < np; i++)
-		drop_peer(&peers[i], s->chan.label, &wl);
+	for (size_t i = 0; i < np; i++) {
+		peer_fail(&peers[i], ST_HANDOFF, "the holder stopped");
+		drop_peer(s, &peers[i], &wl);
+	}
 	close(lfd);
 	/* only the holder's own socket goes: unix: listeners may live on in
 	 * the service */

@@ -4,8 +4,8 @@
 
 load test_helper
 
-FDSEND_SYNOPSIS='fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]] [-f FD] [-L] [-p PID [-d]] [--serve [--count N]] [--backlog N] [--allow-uid UID[,UID...]] [--mode MODE] SOCKET [FD...]'
-FDRECV_SYNOPSIS='fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS] [--allow-uid UID[,UID...]] [--mode MODE] [--json] [--ready HOW [--replace PIDFILE] [--ready-timeout SECONDS] [--stop-signal SIG] [--stop-timeout SECONDS]] SOCKET [-- | --run] [COMMAND [ARG...]]'
+FDSEND_SYNOPSIS='fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]] [-f FD] [-L] [-p PID [-d]] [--serve [--count N] [-v]] [--backlog N] [--allow-uid UID[,UID...]] [--mode MODE] [--nonblock] SOCKET [FD...]'
+FDRECV_SYNOPSIS='fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS] [--allow-uid UID[,UID...]] [--mode MODE] [--json] [--export STYLE] [--set-nonblock | --clear-nonblock] [--ready HOW [--replace PIDFILE] [--ready-timeout SECONDS] [--stop-signal SIG] [--stop-timeout SECONDS]] SOCKET [-- | --run] [COMMAND [ARG...]]'
 
 # has_synopsis TEXT: $output holds TEXT, line breaks and indentation taken as one space.
 has_synopsis() {
