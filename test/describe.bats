@@ -44,7 +44,7 @@ describe() {
 		exec fdsend --fdname web:path:abs:pair:unbound:udp:tcp:client "$1" 4 5 6 7 8 9 10 11' _ "$S"
 	read -r tcp udp <ports
 	assert_file view \
-		"3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$tcp" \
+		"3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$tcp backlog=8" \
 		"4 name=path kind=socket access=rdwr family=unix type=stream state=listening local=$R/l.sock" \
 		"5 name=abs kind=socket access=rdwr family=unix type=stream state=listening local=@$ABS" \
 		"6 name=pair kind=socket access=rdwr family=unix type=seqpacket state=connected" \

@@ -327,7 +327,7 @@ lsfd_expected() {
 	[[ "$output" =~ ^"fdsend: $sock: refused by receiver: "(.+)$ ]]
 	reason=${BASH_REMATCH[1]}
 	wait_for_output err
-	assert_file err "fdrecv: $sock: sender uid 0 pid $(cat pid): $reason"
+	assert_file err "fdrecv: $sock: sender uid $(id -u) pid $(cat pid): $reason"
 	is_waiting "$BG"
 	[ -S "$sock" ]
 	run -0 t fdsend "$sock" 5 5 5>>out

@@ -23,9 +23,9 @@ holder_port() {
 }
 
 # holder_warning PID REASON: the line a holder prints when it drops the receiver
-# PID (these tests run every process as root, uid 0).
+# PID (every process of these tests runs as the user running them).
 holder_warning() {
-	echo "fdsend: $S: receiver uid 0 pid $1: $2"
+	echo "fdsend: $S: receiver uid $(id -u) pid $1: $2"
 }
 
 # start_server [ARG...]: one more service instance, `fdrecv -c $S -- server ARG...`;

@@ -30,7 +30,7 @@ refused_then_accepts() {
 	[[ "$output" =~ ^"REFUSED: "(.+)$ ]]
 	reason=${BASH_REMATCH[1]}
 	wait_for_output err
-	assert_file err "fdrecv: $S: sender uid 0 pid $(cat pid): $reason"
+	assert_file err "fdrecv: $S: sender uid $(id -u) pid $(cat pid): $reason"
 	is_waiting "$BG"
 	[ -S "$S" ]
 	run -0 t fdsend "$S" 5 5>>out
