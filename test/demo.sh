@@ -193,7 +193,7 @@ else
 	cmd "fdrecv -t 10 -c ./restart.sock"
 	fdrecv -t 10 -c ./restart.sock >holder.out || fail "fdrecv -c exited $?"
 	out holder.out
-	port=$(sed -n 's/^3 name=tcp-[0-9]* kind=socket .* local=127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' holder.out)
+	port=$(sed -n 's/^3 name=tcp-[0-9]* kind=socket .* local=127\.0\.0\.1:\([0-9][0-9]*\) .*$/\1/p' holder.out)
 	[ -n "$port" ] || fail "the describe view shows no listening socket on 127.0.0.1"
 
 	say "" "Each instance of the server gets the socket at fd 3 with LISTEN_FDS set."

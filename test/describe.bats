@@ -58,7 +58,7 @@ describe() {
 	fdtool mk tcp6listen 4 true || skip "no IPv6 loopback"
 	describe -- fdtool mk tcp6listen 4 bash -c 'echo "$FDTOOL_PORT_4" >port; exec fdsend "$1" 4' _ "$S"
 	assert_file view \
-		"3 name=unknown kind=socket access=rdwr family=inet6 type=stream state=listening local=[::1]:$(cat port)"
+		"3 name=unknown kind=socket access=rdwr family=inet6 type=stream state=listening local=[::1]:$(cat port) backlog=8"
 }
 
 @test "describe: eventfd is anon, O_PATH is access=path, O_NONBLOCK shows flags=nonblock" {
@@ -106,7 +106,7 @@ describe() {
 	assert_file view \
 		'[' \
 		"{\"fd\":3,\"name\":\"log\",\"kind\":\"file\",\"path\":\"$R/a.txt\",\"access\":\"wronly\",\"flags\":[\"append\"]}," \
-		"{\"fd\":4,\"name\":\"web\",\"kind\":\"socket\",\"access\":\"rdwr\",\"flags\":[],\"family\":\"inet\",\"type\":\"stream\",\"state\":\"listening\",\"local\":\"127.0.0.1:$(cat port)\"}" \
+		"{\"fd\":4,\"name\":\"web\",\"kind\":\"socket\",\"access\":\"rdwr\",\"flags\":[],\"family\":\"inet\",\"type\":\"stream\",\"state\":\"listening\",\"local\":\"127.0.0.1:$(cat port)\",\"backlog\":\"8\"}" \
 		']'
 	if command -v python3 >/dev/null; then
 		python3 -c 'import json, sys; json.load(sys.stdin)' <view

@@ -80,7 +80,7 @@ load holder_helper
 	for n in 1 2 3; do
 		run -0 t fdrecv -c "$S"
 		assert_output_lines \
-			"3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$port" \
+			"3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$port backlog=$(default_backlog)" \
 			"4 name=log kind=file path=$T/f access=wronly flags=append"
 		run -0 t fdrecv -c "$S" -- sh -c 'echo "r$1 $LISTEN_FDS $LISTEN_FDNAMES" >&4' sh "$n"
 	done
@@ -203,7 +203,7 @@ load holder_helper
 @test "tcp:127.0.0.1:0: a kernel-chosen port, named tcp-PORT, that reaches the service" {
 	start_holder "$S" tcp:127.0.0.1:0
 	run -0 t fdrecv -c "$S"
-	assert_matches "$output" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:([0-9]+)$'
+	assert_matches "$output" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:([0-9]+) backlog=[0-9]+$'
 	port=${BASH_REMATCH[2]}
 	[ "${BASH_REMATCH[1]}" = "$port" ]
 	[ "$port" -gt 0 ]
@@ -217,7 +217,7 @@ load holder_helper
 		skip "no IPv6 loopback address ::1 on this host"
 	start_holder "$S" 'tcp:[::1]:0'
 	run -0 t fdrecv -c "$S"
-	assert_matches "$output" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet6 type=stream state=listening local=\[::1\]:([0-9]+)$'
+	assert_matches "$output" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet6 type=stream state=listening local=\[::1\]:([0-9]+) backlog=[0-9]+$'
 	port=${BASH_REMATCH[2]}
 	[ "${BASH_REMATCH[1]}" = "$port" ]
 	start_server
@@ -229,9 +229,9 @@ load holder_helper
 	start_holder "$S" 'tcp:*:0' tcp::0
 	run -0 t fdrecv -c "$S"
 	[ "${#lines[@]}" -eq 2 ]
-	assert_matches "${lines[0]}" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=0\.0\.0\.0:([0-9]+)$'
+	assert_matches "${lines[0]}" '^3 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=0\.0\.0\.0:([0-9]+) backlog=[0-9]+$'
 	[ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
-	assert_matches "${lines[1]}" '^4 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=0\.0\.0\.0:([0-9]+)$'
+	assert_matches "${lines[1]}" '^4 name=tcp-([0-9]+) kind=socket access=rdwr family=inet type=stream state=listening local=0\.0\.0\.0:([0-9]+) backlog=[0-9]+$'
 	[ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
 }
 
@@ -258,7 +258,7 @@ load holder_helper
 	start_holder --fdname :dns "$S" tcp:127.0.0.1:0 udp:127.0.0.1:0
 	run -0 t fdrecv -c "$S"
 	[ "${#lines[@]}" -eq 2 ]
-	assert_matches "${lines[0]}" '^3 name=tcp-([0-9]+) .* local=127\.0\.0\.1:([0-9]+)$'
+	assert_matches "${lines[0]}" '^3 name=tcp-([0-9]+) .* local=127\.0\.0\.1:([0-9]+) backlog=[0-9]+$'
 	[ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
 	assert_matches "${lines[1]}" '^4 name=dns kind=socket access=rdwr family=inet type=dgram state=bound local=127\.0\.0\.1:[0-9]+$'
 }
@@ -292,7 +292,7 @@ load holder_helper
 	run -0 t server poke 127.0.0.1 "$port"
 	wait_for_socket "$S"
 	run -0 t fdrecv -c "$S"
-	assert_output_lines "3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$port"
+	assert_output_lines "3 name=web kind=socket access=rdwr family=inet type=stream state=listening local=127.0.0.1:$port backlog=$(default_backlog)"
 	reap_ok "$ssa_bg"
 }
 
@@ -305,7 +305,7 @@ load holder_helper
 	run -0 t fdrecv -c "$S"
 	[ "${#lines[@]}" -eq 3 ]
 	[ "${lines[0]}" = "3 name=unknown kind=file path=$T/f access=wronly flags=append" ]
-	assert_matches "${lines[1]}" '^4 name=unknown kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:[0-9]+$'
+	assert_matches "${lines[1]}" '^4 name=unknown kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:[0-9]+ backlog=[0-9]+$'
 	assert_matches "${lines[2]}" '^5 name=dns kind=socket access=rdwr family=inet type=dgram state=bound local=127\.0\.0\.1:[0-9]+$'
 }
 
@@ -362,7 +362,7 @@ load holder_helper
 	r_bg=$BG
 	run -0 t fdsend -t 5 --pid "$pid" --dup "$T/r.sock" 7
 	reap_ok "$r_bg"
-	grep -Eqx '3 name=unknown kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:[0-9]+' "$T/desc"
+	grep -Eqx '3 name=unknown kind=socket access=rdwr family=inet type=stream state=listening local=127\.0\.0\.1:[0-9]+ backlog=[0-9]+' "$T/desc"
 }
 
 @test "--pid with a descriptor the process does not have: exit 2, 'not open' (with and without --dup)" {

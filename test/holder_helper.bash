@@ -18,7 +18,7 @@ holder_port() {
 	local out
 	out=$(t fdrecv -c "$S") || { echo "fdrecv -c $S failed: $out" >&2; return 1; }
 	out=${out%%$'\n'*}
-	[[ "$out" =~ ^3\ .*\ local=.*:([0-9]+)$ ]] || { echo "no port in: $out" >&2; return 1; }
+	[[ "$out" =~ ^3\ .*\ local=[^\ ]*:([0-9]+)(\ |$) ]] || { echo "no port in: $out" >&2; return 1; }
 	echo "${BASH_REMATCH[1]}"
 }
 

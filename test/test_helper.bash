@@ -125,6 +125,13 @@ wait_for_output() {
 	return 1
 }
 
+# default_backlog: what listen(fd, SOMAXCONN) gets here (the kernel caps it).
+default_backlog() {
+	local cap
+	cap=$(cat /proc/sys/net/core/somaxconn)
+	echo $((cap < 4096 ? cap : 4096))
+}
+
 # absent PATH: nothing at PATH, not even a dangling link.
 absent() {
 	[ ! -e "$1" ] && [ ! -L "$1" ]
