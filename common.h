@@ -1,6 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* common.h: what fdsend and fdrecv share: socket addressing, deadlines,
- * the wire protocol, framed I/O carrying descriptors, and describing an fd. */
+/* common.h: what fdsend and fdrecv both use, as static functions, so that
+ * each tool stays one translation unit. By concern, in this order:
+ *   base          exit statuses, limits, usage errors, number parsing
+ *   time          monotonic milliseconds, deadlines, waiting on a descriptor
+ *   start-up      standard descriptors, inherited signal dispositions
+ *   warnings      peer failures told without blocking, at a bounded rate
+ *   socket files  the files a tool created, removed only while still ours
+ *   channels      the SOCKET forms, and the per-user directory
+ *   listening     stale sockets, binding, listen_chan()
+ *   connecting    waiting for a listener, connect_chan()
+ *   peers         who may be the peer (SO_PEERCRED, --allow-uid)
+ *   wire format   frame headers and the OFFER, version 1 (fdrecv.1, PROTOCOL)
+ *   transport     sending frames with descriptors; the inbox that receives
+ *   text          addresses and UTF-8, for messages and the describe view
+ */
 #ifndef FDSEND_COMMON_H
 #define FDSEND_COMMON_H
 
@@ -30,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ---- base ---- */
+
 /* Exit statuses, listed in both man pages. */
 enum {
 	ST_OK = 0,
@@ -49,6 +64,9 @@ enum {
  * over 1024 bytes, and CMSG_SPACE(252 * sizeof(int)) is exactly that */
 #define FDS_PER_SEND 252
 #define NAME_MAX_LEN 255        /* as systemd's FDNAME_MAX */
+#define UNNAMED "unknown"       /* systemd's name for a descriptor without one */
+#define MAX_ARG_STRLEN (128 * 1024)     /* the kernel's bound on one string of
+					 * the environment */
 #define CHUNK 65536             /* largest sendmsg; SEQPACKET readers use at least this */
 #define MAX_PAYLOAD (16u << 20)
 #define SUN_PATH_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
@@ -95,7 +113,7 @@ static inline unsigned long parse_number(const char *s, unsigned long min,
 	return v;
 }
 
-/* ---- time ---- */
+/* ---- time and waiting ---- */
 
 typedef int64_t msec_t;
 #define NO_DEADLINE INT64_MAX
@@ -280,173 +298,6 @@ static inline msec_t warnings_due(const struct warn_limit *w)
 	return w->held ? w->next : NO_DEADLINE;
 }
 
-/* ---- SOCKET forms ---- */
-
-struct chan {
-	char label[PATH_MAX + 8];   /* what messages call it */
-	struct sockaddr_un sa;
-	socklen_t salen;
-	int abstract;
-	int inherited;              /* fd:N, else -1 */
-};
-
-
-/* An inherited fd must be a connected AF_UNIX stream or seqpacket socket:
- * over anything else SCM_RIGHTS would fail or silently vanish. */
-static inline void check_inherited(const char *label, int fd)
-{
-	struct stat st;
-	int v;
-	socklen_t len = sizeof(v);
-	struct sockaddr_un peer;
-	socklen_t plen = sizeof(peer);
-
-	if (closed_std(fd) || fstat(fd, &st) < 0)
-		errx(ST_USAGE, "%s: %s", label, closed_std(fd) ? "not open" :
-		     errno == EBADF ? "not open" : strerror(errno));
-	if (!S_ISSOCK(st.st_mode))
-		errx(ST_USAGE, "%s: not a socket", label);
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
-		errx(ST_USAGE, "%s: not an AF_UNIX socket (descriptors cannot travel over it)",
-		     label);
-	len = sizeof(v);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 ||
-	    (v != SOCK_STREAM && v != SOCK_SEQPACKET))
-		errx(ST_USAGE, "%s: not a stream or seqpacket socket", label);
-	len = sizeof(v);
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v)
-		errx(ST_USAGE, "%s: a listening socket, not a connection", label);
-	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
-		errx(ST_USAGE, "%s: not connected", label);
-	/* no O_NONBLOCK here: that flag is shared with whoever else holds
-	 * the socket; each call says MSG_DONTWAIT instead */
-	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-		err(ST_SYSTEM, "%s", label);
-}
-
-/* Ends the program unless dir is a real directory (not a symlink) owned by
- * the caller that no one else may enter. */
-static inline void check_private_dir(const char *dir)
-{
-	struct stat st;
-
-	if (lstat(dir, &st) < 0)
-		err(ST_SYSTEM, "%s", dir);
-	if (!S_ISDIR(st.st_mode))
-		errx(ST_SYSTEM, "%s: not a directory%s", dir,
-		     S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
-	if (st.st_uid != geteuid() || (st.st_mode & 077))
-		errx(ST_SYSTEM, "%s: not a private directory (owner uid %u, mode %03o; expected uid %u, mode 0700)",
-		     dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
-		     (unsigned)geteuid());
-}
-
-/* The per-user directory for bare names, created 0700 when missing. Only
- * an XDG_RUNTIME_DIR that is a real directory of the caller's own is
- * followed: root, after su without -, may have a user's in its
- * environment, and then uses /run/fdsend instead. */
-static inline void runtime_dir(char *dir, size_t size)
-{
-	const char *x = getenv("XDG_RUNTIME_DIR");
-	struct stat st;
-
-	if (x && *x == '/') {
-		int mine = lstat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
-			   st.st_uid == geteuid();
-
-		if (!mine && geteuid() != 0)
-			errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not a directory owned by uid %u",
-			     x, (unsigned)geteuid());
-		if (!mine)
-			x = NULL;
-	} else {
-		x = NULL;
-	}
-	if (x)
-		snprintf(dir, size, "%s/fdsend", x);
-	else if (geteuid() == 0)
-		snprintf(dir, size, "/run/fdsend");
-	else
-		snprintf(dir, size, "/tmp/fdsend-%u", (unsigned)geteuid());
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		err(ST_SYSTEM, "%s: cannot create directory", dir);
-	check_private_dir(dir);
-}
-
-/* Decimal digits of v at p, NUL-terminated; returns the end. The success
- * path builds its few strings this way: printf's machinery costs pages. */
-static inline char *put_uint(char *p, unsigned long v)
-{
-	char b[24];
-	int i = sizeof(b);
-
-	do
-		b[--i] = (char)('0' + v % 10);
-	while (v /= 10);
-	memcpy(p, b + i, sizeof(b) - (size_t)i);
-	p[sizeof(b) - (size_t)i] = 0;
-	return p + sizeof(b) - i;
-}
-
-static inline void resolve_chan(struct chan *c, const char *word, int abstract)
-{
-	const char *name = word;
-	size_t len;
-
-	memset(c, 0, sizeof(*c));
-	c->inherited = -1;
-	c->sa.sun_family = AF_UNIX;
-	if (!abstract && !strncmp(word, "fd:", 3)) {
-		snprintf(c->label, sizeof(c->label), "%s", word);
-		c->inherited = (int)parse_number(word + 3, 0, INT_MAX,
-						 "socket descriptor");
-		check_inherited(c->label, c->inherited);
-		return;
-	}
-	if (abstract || word[0] == '@') {
-		name = abstract ? word : word + 1;
-		len = strlen(name);
-		snprintf(c->label, sizeof(c->label), "@%s", name);
-		if (len == 0)
-			usage_error("%s: empty abstract socket name", word);
-		if (len > (size_t)SUN_PATH_MAX)
-			usage_error("%s: name too long (%d bytes at most)",
-				    c->label, SUN_PATH_MAX);
-		c->abstract = 1;
-		memcpy(c->sa.sun_path + 1, name, len);
-		c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
-		return;
-	}
-	if (!strchr(word, '/')) {
-		char dir[PATH_MAX];
-
-		if (!*word || !strcmp(word, ".") || !strcmp(word, ".."))
-			usage_error("invalid socket name: '%s'", word);
-		runtime_dir(dir, sizeof(dir));
-		snprintf(c->label, sizeof(c->label), "%s/%s", dir, word);
-	} else if ((len = strlen(word)) < sizeof(c->label)) {
-		memcpy(c->label, word, len + 1);
-	} else {
-		usage_error("%.40s...: path too long (%d bytes at most)", word,
-			    SUN_PATH_MAX);
-	}
-	len = strlen(c->label);
-	if (len > (size_t)SUN_PATH_MAX)
-		usage_error("%s: path too long (%d bytes at most)", c->label,
-			    SUN_PATH_MAX);
-	memcpy(c->sa.sun_path, c->label, len);
-	c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
-}
-
-static inline int unix_socket(void)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0)
-		err(ST_SYSTEM, "socket");
-	return fd;
-}
-
 /* ---- socket files: only our own, removed on the way out ---- */
 
 /* A socket file this process created: the directory it was bound in, held
@@ -560,6 +411,160 @@ static inline void catch_signals(int fatal)
 		if (start_sigs[i].sa_handler != SIG_IGN)
 			sigaction(stop_sigs[i], &sa, NULL);
 }
+
+/* ---- channels: the SOCKET forms ---- */
+
+struct chan {
+	char label[PATH_MAX + 8];   /* what messages call it */
+	struct sockaddr_un sa;
+	socklen_t salen;
+	int abstract;
+	int inherited;              /* fd:N, else -1 */
+};
+
+
+/* An inherited fd must be a connected AF_UNIX stream or seqpacket socket:
+ * over anything else SCM_RIGHTS would fail or silently vanish. */
+static inline void check_inherited(const char *label, int fd)
+{
+	struct stat st;
+	int v;
+	socklen_t len = sizeof(v);
+	struct sockaddr_un peer;
+	socklen_t plen = sizeof(peer);
+
+	if (closed_std(fd) || fstat(fd, &st) < 0)
+		errx(ST_USAGE, "%s: %s", label, closed_std(fd) ? "not open" :
+		     errno == EBADF ? "not open" : strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		errx(ST_USAGE, "%s: not a socket", label);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX)
+		errx(ST_USAGE, "%s: not an AF_UNIX socket (descriptors cannot travel over it)",
+		     label);
+	len = sizeof(v);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 ||
+	    (v != SOCK_STREAM && v != SOCK_SEQPACKET))
+		errx(ST_USAGE, "%s: not a stream or seqpacket socket", label);
+	len = sizeof(v);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v)
+		errx(ST_USAGE, "%s: a listening socket, not a connection", label);
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
+		errx(ST_USAGE, "%s: not connected", label);
+	/* no O_NONBLOCK here: that flag is shared with whoever else holds
+	 * the socket; each call says MSG_DONTWAIT instead */
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		err(ST_SYSTEM, "%s", label);
+}
+
+/* Ends the program unless dir is a real directory (not a symlink) owned by
+ * the caller that no one else may enter. */
+static inline void check_private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		err(ST_SYSTEM, "%s", dir);
+	if (!S_ISDIR(st.st_mode))
+		errx(ST_SYSTEM, "%s: not a directory%s", dir,
+		     S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+	if (st.st_uid != geteuid() || (st.st_mode & 077))
+		errx(ST_SYSTEM, "%s: not a private directory (owner uid %u, mode %03o; expected uid %u, mode 0700)",
+		     dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
+		     (unsigned)geteuid());
+}
+
+/* The per-user directory for bare names, created 0700 when missing. Only
+ * an XDG_RUNTIME_DIR that is a real directory of the caller's own is
+ * followed: root, after su without -, may have a user's in its
+ * environment, and then uses /run/fdsend instead. */
+static inline void runtime_dir(char *dir, size_t size)
+{
+	const char *x = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (x && *x == '/') {
+		int mine = lstat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
+			   st.st_uid == geteuid();
+
+		if (!mine && geteuid() != 0)
+			errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not a directory owned by uid %u",
+			     x, (unsigned)geteuid());
+		if (!mine)
+			x = NULL;
+	} else {
+		x = NULL;
+	}
+	if (x)
+		snprintf(dir, size, "%s/fdsend", x);
+	else if (geteuid() == 0)
+		snprintf(dir, size, "/run/fdsend");
+	else
+		snprintf(dir, size, "/tmp/fdsend-%u", (unsigned)geteuid());
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		err(ST_SYSTEM, "%s: cannot create directory", dir);
+	check_private_dir(dir);
+}
+
+static inline void resolve_chan(struct chan *c, const char *word, int abstract)
+{
+	const char *name = word;
+	size_t len;
+
+	memset(c, 0, sizeof(*c));
+	c->inherited = -1;
+	c->sa.sun_family = AF_UNIX;
+	if (!abstract && !strncmp(word, "fd:", 3)) {
+		snprintf(c->label, sizeof(c->label), "%s", word);
+		c->inherited = (int)parse_number(word + 3, 0, INT_MAX,
+						 "socket descriptor");
+		check_inherited(c->label, c->inherited);
+		return;
+	}
+	if (abstract || word[0] == '@') {
+		name = abstract ? word : word + 1;
+		len = strlen(name);
+		snprintf(c->label, sizeof(c->label), "@%s", name);
+		if (len == 0)
+			usage_error("%s: empty abstract socket name", word);
+		if (len > (size_t)SUN_PATH_MAX)
+			usage_error("%s: name too long (%d bytes at most)",
+				    c->label, SUN_PATH_MAX);
+		c->abstract = 1;
+		memcpy(c->sa.sun_path + 1, name, len);
+		c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+		return;
+	}
+	if (!strchr(word, '/')) {
+		char dir[PATH_MAX];
+
+		if (!*word || !strcmp(word, ".") || !strcmp(word, ".."))
+			usage_error("invalid socket name: '%s'", word);
+		runtime_dir(dir, sizeof(dir));
+		snprintf(c->label, sizeof(c->label), "%s/%s", dir, word);
+	} else if ((len = strlen(word)) < sizeof(c->label)) {
+		memcpy(c->label, word, len + 1);
+	} else {
+		usage_error("%.40s...: path too long (%d bytes at most)", word,
+			    SUN_PATH_MAX);
+	}
+	len = strlen(c->label);
+	if (len > (size_t)SUN_PATH_MAX)
+		usage_error("%s: path too long (%d bytes at most)", c->label,
+			    SUN_PATH_MAX);
+	memcpy(c->sa.sun_path, c->label, len);
+	c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+}
+
+static inline int unix_socket(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		err(ST_SYSTEM, "socket");
+	return fd;
+}
+
+/* ---- listening on a channel ---- */
 
 /* Where a socket file goes: its directory, held open, and its name there. */
 struct spot {
@@ -782,65 +787,7 @@ static inline mode_t parse_mode(const char *s)
 	return (mode_t)m;
 }
 
-/* ---- who may be the peer ---- */
-
-struct allow {
-	uid_t *uids;
-	size_t n;
-};
-
-/* --allow-uid UID[,UID...]: numbers or user names (argv is cut in place). */
-static inline void parse_allow(struct allow *a, char *arg)
-{
-	for (char *tok = arg, *comma; tok; tok = comma ? comma + 1 : NULL) {
-		struct passwd *pw;
-		uid_t uid;
-
-		if ((comma = strchr(tok, ',')))
-			*comma = 0;
-		pw = *tok >= '0' && *tok <= '9' ? NULL : getpwnam(tok);
-		uid = pw ? pw->pw_uid
-			 : (uid_t)parse_number(tok, 0, UINT32_MAX - 1, "uid or user name");
-		a->uids = realloc(a->uids, (a->n + 1) * sizeof(uid_t));
-		if (!a->uids)
-			err(ST_SYSTEM, "realloc");
-		a->uids[a->n++] = uid;
-	}
-}
-
-/* The peer's credentials, as the kernel saw them at connect time (a uid,
- * never a pid, decides: pids are recycled). 1 when the uid may talk to us:
- * our own, root's, or one --allow-uid names. */
-static inline int peer_allowed(int fd, const struct allow *a, struct ucred *cr)
-{
-	socklen_t len = sizeof(*cr);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0) {
-		cr->pid = 0;
-		cr->uid = (uid_t)-1;
-		return 0;
-	}
-	static uid_t me = (uid_t)-1;
-
-	if (me == (uid_t)-1)
-		me = geteuid();
-	if (cr->uid == me || cr->uid == 0)
-		return 1;
-	for (size_t i = 0; i < a->n; i++)
-		if (a->uids[i] == cr->uid)
-			return 1;
-	return 0;
-}
-
-static inline const char *not_allowed(const struct ucred *cr, char *buf,
-				      size_t size)
-{
-	snprintf(buf, size, "uid %u (pid %d) is not allowed (see --allow-uid)",
-		 (unsigned)cr->uid, (int)cr->pid);
-	return buf;
-}
-
-/* ---- waiting for a listener ---- */
+/* ---- connecting to a channel ---- */
 
 /* Paces connection attempts: fine steps at first, so a receiver starting
  * alongside is met at once; then inotify on the directory (its teardown
@@ -932,6 +879,64 @@ static inline int connect_chan(const struct chan *c, msec_t deadline,
 	if (w.inotify >= 0)
 		close(w.inotify);
 	return fd;
+}
+
+/* ---- who may be the peer ---- */
+
+struct allow {
+	uid_t *uids;
+	size_t n;
+};
+
+/* --allow-uid UID[,UID...]: numbers or user names (argv is cut in place). */
+static inline void parse_allow(struct allow *a, char *arg)
+{
+	for (char *tok = arg, *comma; tok; tok = comma ? comma + 1 : NULL) {
+		struct passwd *pw;
+		uid_t uid;
+
+		if ((comma = strchr(tok, ',')))
+			*comma = 0;
+		pw = *tok >= '0' && *tok <= '9' ? NULL : getpwnam(tok);
+		uid = pw ? pw->pw_uid
+			 : (uid_t)parse_number(tok, 0, UINT32_MAX - 1, "uid or user name");
+		a->uids = realloc(a->uids, (a->n + 1) * sizeof(uid_t));
+		if (!a->uids)
+			err(ST_SYSTEM, "realloc");
+		a->uids[a->n++] = uid;
+	}
+}
+
+/* The peer's credentials, as the kernel saw them at connect time (a uid,
+ * never a pid, decides: pids are recycled). 1 when the uid may talk to us:
+ * our own, root's, or one --allow-uid names. */
+static inline int peer_allowed(int fd, const struct allow *a, struct ucred *cr)
+{
+	socklen_t len = sizeof(*cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0) {
+		cr->pid = 0;
+		cr->uid = (uid_t)-1;
+		return 0;
+	}
+	static uid_t me = (uid_t)-1;
+
+	if (me == (uid_t)-1)
+		me = geteuid();
+	if (cr->uid == me || cr->uid == 0)
+		return 1;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->uids[i] == cr->uid)
+			return 1;
+	return 0;
+}
+
+static inline const char *not_allowed(const struct ucred *cr, char *buf,
+				      size_t size)
+{
+	snprintf(buf, size, "uid %u (pid %d) is not allowed (see --allow-uid)",
+		 (unsigned)cr->uid, (int)cr->pid);
+	return buf;
 }
 
 /* ---- wire protocol, version 1 (documented in fdrecv.1, PROTOCOL) ---- */
@@ -1056,6 +1061,8 @@ static inline const char *peer_text(char *out, size_t size,
 	return out;
 }
 
+/* ---- transport: frames and descriptors, sent and received ---- */
+
 static inline void close_all(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1159,6 +1166,7 @@ struct inbox {
 	size_t msgs;                /* recvmsg calls that returned data */
 	uint32_t maxframe;          /* largest payload accepted */
 	int firstfds;               /* the first message carried descriptors */
+	int timed_out;              /* the last failure was the deadline */
 	char why[160];              /* the reason for the last failure */
 };
 
@@ -1284,6 +1292,7 @@ static inline int inbox_fill(struct inbox *ib, msec_t deadline)
 		if (deadline == DONT_WAIT)
 			return WOULD_BLOCK;
 		w = wait_fd(ib->fd, POLLIN, deadline);
+		ib->timed_out = w == 0;
 		if (w == 0)
 			return inbox_fail(ib, "timed out");
 		if (w < 0)
@@ -1345,44 +1354,7 @@ static inline int inbox_frame(struct inbox *ib, int *type,
 	return 1;
 }
 
-/* ---- describing a descriptor ---- */
-
-struct field {
-	const char *key;
-	char val[PATH_MAX];
-	size_t len;
-};
-
-struct fdinfo {
-	struct field f[12];
-	int n;
-	char flags[64];
-};
-
-static inline void add_field(struct fdinfo *d, const char *key, const char *val,
-		      size_t len)
-{
-	struct field *f = &d->f[d->n++];
-
-	f->key = key;
-	f->len = len < sizeof(f->val) ? len : sizeof(f->val);
-	memcpy(f->val, val, f->len);
-}
-
-static inline void add_str(struct fdinfo *d, const char *key, const char *val)
-{
-	add_field(d, key, val, strlen(val));
-}
-
-static inline const char *lookup(int v, const int *keys, const char *const *names,
-			  size_t n, char *buf, size_t size)
-{
-	for (size_t i = 0; i < n; i++)
-		if (keys[i] == v)
-			return names[i];
-	snprintf(buf, size, "%d", v);
-	return buf;
-}
+/* ---- text: addresses and UTF-8 ---- */
 
 /* Address as text: 1.2.3.4:80, [::1]:80, /path, @abstract; 0 when unnamed. */
 static inline size_t format_addr(const struct sockaddr_storage *ss, socklen_t len,
@@ -1422,111 +1394,6 @@ static inline size_t format_addr(const struct sockaddr_storage *ss, socklen_t le
 	return n > 0 ? (size_t)n : 0;
 }
 
-static inline void describe_socket(int fd, struct fdinfo *d)
-{
-	static const int fams[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
-	static const char *const famn[] = { "unix", "inet", "inet6", "netlink" };
-	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW };
-	static const char *const typen[] = { "stream", "dgram", "seqpacket", "raw" };
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int dom = -1, type = -1, acc = 0;
-	socklen_t l = sizeof(int);
-	char buf[16], addr[sizeof(ss) + 8];
-	size_t alen = 0, plen = 0;
-	char paddr[sizeof(ss) + 8];
-
-	getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l);
-	l = sizeof(int);
-	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
-	l = sizeof(int);
-	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l);
-	add_str(d, "family", lookup(dom, fams, famn, 4, buf, sizeof(buf)));
-	add_str(d, "type", lookup(type, types, typen, 4, buf, sizeof(buf)));
-	memset(&ss, 0, sizeof(ss));
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-		alen = format_addr(&ss, sl, addr, sizeof(addr));
-	sl = sizeof(ss);
-	memset(&ss, 0, sizeof(ss));
-	if (!acc && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		plen = format_addr(&ss, sl, paddr, sizeof(paddr));
-		add_str(d, "state", "connected");
-	} else {
-		add_str(d, "state", acc ? "listening" : alen ? "bound" : "unbound");
-	}
-	if (alen)
-		add_field(d, "local", addr, alen);
-	if (plen)
-		add_field(d, "peer", paddr, plen);
-	/* a TCP listener's backlog, as listen(2) last set it: the kernel
-	 * tells it through TCP_INFO (tcpi_sacked while listening) */
-	if (acc && (dom == AF_INET || dom == AF_INET6)) {
-		struct tcp_info ti;
-		socklen_t tl = sizeof(ti);
-
-		memset(&ti, 0, sizeof(ti));
-		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
-		    ti.tcpi_state == 10 /* TCP_LISTEN */) {
-			snprintf(buf, sizeof(buf), "%u", ti.tcpi_sacked);
-			add_str(d, "backlog", buf);
-		}
-	}
-}
-
-static inline void describe(int fd, const char *name, struct fdinfo *d)
-{
-	char link[PATH_MAX], proc[32];
-	struct stat st;
-	ssize_t ll;
-	int fl = fcntl(fd, F_GETFL);
-	const char *kind = "other";
-
-	memset(d, 0, sizeof(*d));
-	add_str(d, "name", *name ? name : "unknown");
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	ll = readlink(proc, link, sizeof(link));
-	if (ll < 0)
-		ll = 0;
-	if (fstat(fd, &st) == 0) {
-		switch (st.st_mode & S_IFMT) {
-		case S_IFREG: kind = "file"; break;
-		case S_IFDIR: kind = "directory"; break;
-		case S_IFSOCK: kind = "socket"; break;
-		case S_IFCHR: kind = "chardev"; break;
-		case S_IFBLK: kind = "blockdev"; break;
-		case S_IFLNK: kind = "symlink"; break;
-		case S_IFIFO:
-			kind = ll > 5 && !memcmp(link, "pipe:", 5) ? "pipe" : "fifo";
-			break;
-		}
-	}
-	if (ll > 11 && !memcmp(link, "anon_inode:", 11))
-		kind = "anon";
-	add_str(d, "kind", kind);
-	if (strcmp(kind, "socket") && ll)
-		add_field(d, "path", link, (size_t)ll);
-	if (fl >= 0) {
-		static const struct { int bit; const char *name; } fb[] = {
-			{ O_APPEND, "append" }, { O_NONBLOCK, "nonblock" },
-			{ O_SYNC, "sync" }, { O_DIRECT, "direct" },
-			{ O_NOATIME, "noatime" },
-		};
-		add_str(d, "access", fl & O_PATH ? "path" :
-			(fl & O_ACCMODE) == O_RDONLY ? "rdonly" :
-			(fl & O_ACCMODE) == O_WRONLY ? "wronly" : "rdwr");
-		for (size_t i = 0; i < sizeof(fb) / sizeof(fb[0]); i++) {
-			if ((fl & fb[i].bit) != fb[i].bit)
-				continue;
-			size_t l = strlen(d->flags);
-
-			snprintf(d->flags + l, sizeof(d->flags) - l, "%s%s",
-				 l ? "," : "", fb[i].name);
-		}
-	}
-	if (!strcmp(kind, "socket"))
-		describe_socket(fd, d);
-}
-
 /* The length of the valid UTF-8 sequence at s (n bytes there), or 0:
  * no overlong forms, surrogates, or code points past U+10FFFF. */
 static inline size_t utf8_len(const unsigned char *s, size_t n)
@@ -1547,64 +1414,6 @@ static inline size_t utf8_len(const unsigned char *s, size_t n)
 	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 		return 0;
 	return len;
-}
-
-/* JSON: valid UTF-8 as it is, each byte of anything else as the lone
- * surrogate U+DC00+byte (Python's "surrogateescape"), so the output is
- * always valid JSON and the bytes can still be recovered. Text: anything
- * but printable ASCII as \xNN. */
-static inline void put_escaped(FILE *out, const char *str, size_t len, int json)
-{
-	const unsigned char *s = (const unsigned char *)str;
-
-	for (size_t i = 0; i < len;) {
-		unsigned char c = s[i];
-		size_t n = json ? utf8_len(s + i, len - i) : 1;
-
-		if (json && (c == '"' || c == '\\'))
-			fprintf(out, "\\%c", c);
-		else if (json && (c < 0x20 || c == 0x7f))
-			fprintf(out, "\\u%04x", c);
-		else if (json && !n)
-			fprintf(out, "\\udc%02x", c);
-		else if (!json && (c <= ' ' || c > 0x7e || c == '\\'))
-			fprintf(out, "\\x%02x", c);
-		else
-			fwrite(s + i, 1, n, out);
-		i += n ? n : 1;
-	}
-}
-
-/* One line: "3 name=web kind=socket ..." or one JSON object. */
-static inline void print_fdinfo(FILE *out, int target, const struct fdinfo *d,
-			 int json)
-{
-	const char *fl = d->flags;
-
-	fprintf(out, json ? "{\"fd\":%d" : "%d", target);
-	for (int i = 0; i < d->n; i++) {
-		const struct field *f = &d->f[i];
-
-		fprintf(out, json ? ",\"%s\":\"" : " %s=", f->key);
-		put_escaped(out, f->val, f->len, json);
-		if (json)
-			putc('"', out);
-		/* flags come right after access, as in the man page */
-		if (!strcmp(f->key, "access")) {
-			if (json) {
-				fputs(",\"flags\":[", out);
-				for (const char *s = fl; *s;) {
-					size_t l = strcspn(s, ",");
-					fprintf(out, "%s\"%.*s\"", s == fl ? "" : ",", (int)l, s);
-					s += l + (s[l] == ',');
-				}
-				putc(']', out);
-			} else if (*fl) {
-				fprintf(out, " flags=%s", fl);
-			}
-		}
-	}
-	fputs(json ? "}" : "\n", out);
 }
 
 #endif

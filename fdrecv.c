@@ -420,33 +420,45 @@ static const char *room_for(const struct receiver *r, size_t n, char *why,
 	return why;
 }
 
-/* The length of LISTEN_FDNAMES=...: one string of the environment, which
- * the kernel takes up to 128 KiB (MAX_ARG_STRLEN); 0 when all are unnamed. */
-static size_t names_env_len(const char *names, size_t n)
+/* The names of n descriptors (stored back to back, each NUL-terminated,
+ * "" when unnamed) as LISTEN_FDNAMES has them: joined by ':', UNNAMED for
+ * each one without a name. Its length when out is NULL; *named says
+ * whether any has a name. */
+static size_t join_names(const char *names, size_t n, char *out, int *named)
 {
-	size_t len = sizeof("LISTEN_FDNAMES=");
-	int named = 0;
+	size_t len = 0;
 
+	*named = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(names);
+		const char *s = l ? names : UNNAMED;
 
-		named |= l > 0;
-		len += (l ? l : strlen("unknown")) + 1;
+		*named |= l > 0;
+		if (out) {
+			if (i)
+				out[len] = ':';
+			memcpy(out + len + !!i, s, strlen(s) + 1);
+		}
+		len += !!i + strlen(s);
 		names += l + 1;
 	}
-	return named ? len : 0;
+	return len;
 }
 
 /* Checks an offer against what this receiver accepts; NULL when fine. */
 static const char *check_offer(const struct receiver *r, const char *names,
 			       size_t n, char *why, size_t size)
 {
+	int named;
+
 	if (r->count && n != r->count) {
 		snprintf(why, size, "expected %zu descriptor%s, offered %zu",
 			 r->count, r->count == 1 ? "" : "s", n);
 		return why;
 	}
-	if (r->cmd && !r->targets && names_env_len(names, n) > 128 * 1024) {
+	if (r->cmd && r->export == EXPORT_SYSTEMD &&
+	    sizeof("LISTEN_FDNAMES=") + join_names(names, n, NULL, &named) > MAX_ARG_STRLEN &&
+	    named) {
 		snprintf(why, size, "names too long for LISTEN_FDNAMES (128 KiB at most)");
 		return why;
 	}
@@ -480,59 +492,55 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 	return 0;
 }
 
-/* Receives one whole handoff on conn into h; -1 with ib->why on failure
- * (empty when the peer left without a word, as probes do). */
-static int recv_handoff(const struct receiver *r, struct inbox *ib,
-			struct handoff *h, msec_t deadline)
+/* The first bytes tell a sender that knows the protocol from one that
+ * does not: 1 when a plain sender's descriptors were taken into h, 0
+ * when a frame header is there to read, -1 on failure (ib->why; empty
+ * when the peer left without a word, as probes do). */
+static int sniff(const struct receiver *r, struct inbox *ib, struct handoff *h,
+		 msec_t deadline)
 {
-	const unsigned char *p;
-	uint32_t len, got = 0;
-	int type, fr;
-	struct offer o;
-	const char *bad;
-	char why[128];
-
 	for (;;) {
-		fr = inbox_fill(ib, deadline);
+		int fr = inbox_fill(ib, deadline);
+
 		if (fr < 0)
 			return refuse(ib, ib->why);
 		if (fr == 0)   /* silent only if it said nothing: a probe */
 			return ib->len ? refuse(ib, "connection closed in the middle of a frame")
 				       : -1;
 		if (ib->firstfds && (ib->len < HDR_LEN || memcmp(ib->buf, MAGIC, 4)))
-			return take_plain(r, ib, h);
+			return take_plain(r, ib, h) < 0 ? -1 : 1;
 		if (ib->len >= HDR_LEN)
-			break;
+			return 0;
 	}
-	fr = inbox_frame(ib, &type, &p, &len, deadline);
+}
+
+/* Reads and checks the OFFER, keeping its names in h; then the go-ahead,
+ * unless the sender needs none. 0, or -1 with ib->why. */
+static int read_offer(const struct receiver *r, struct inbox *ib,
+		      struct handoff *h, msec_t deadline)
+{
+	const unsigned char *p;
+	uint32_t len;
+	int type, fr = inbox_frame(ib, &type, &p, &len, deadline);
+	struct offer o;
+	const char *bad;
+	char why[128], text[101];
+
 	if (fr <= 0)
 		return fr < 0 ? refuse(ib, ib->why) : -1;
-	if (type == T_REFUSED) {
-		char text[101];
-
+	if (type == T_REFUSED)
 		return inbox_fail(ib, "refused by sender: %s",
 				  peer_text(text, sizeof(text), p, len));
-	}
 	if (type != T_OFFER)
 		return refuse(ib, "expected an offer");
 	if ((bad = parse_offer(p, len, &o)))
 		return refuse(ib, bad);
-	h->n = o.count;
-	h->names = malloc(len);
-	if (h->names) {
-		/* names are stored back to back, each NUL-terminated */
-		size_t off = 0;
-
-		for (uint32_t i = 0; i < o.count; i++) {
-			size_t l = strlen(o.names[i]) + 1;
-
-			memcpy(h->names + off, o.names[i], l);
-			off += l;
-		}
-	}
 	free(o.names);
-	if (!h->names)
+	/* the OFFER holds the names back to back, each NUL-terminated */
+	h->n = o.count;
+	if (!(h->names = malloc(get32(p + 8))))
 		return refuse(ib, "out of memory");
+	memcpy(h->names, p + 12, get32(p + 8));
 	if ((bad = check_offer(r, h->names, o.count, why, sizeof(why))))
 		return refuse(ib, bad);
 	if (!(o.flags & F_NOACK)) {
@@ -541,26 +549,48 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 		if (send_frame(ib->fd, T_GO, NULL, 0, deadline) < 0)
 			return inbox_fail(ib, "cannot answer: %s", strerror(errno));
 	}
-	if (inbox_expect(ib, o.count) < 0)
-		return refuse(ib, ib->why);
-	while (got < o.count) {
+	return inbox_expect(ib, o.count) < 0 ? refuse(ib, ib->why) : 0;
+}
+
+/* The FDS frames and their descriptors, h->n in all, into h. */
+static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
+{
+	const unsigned char *p;
+	uint32_t len, got = 0;
+	int type, fr;
+
+	while (got < h->n) {
 		fr = inbox_frame(ib, &type, &p, &len, deadline);
 		if (fr == 0)
-			return inbox_fail(ib, "sender closed the connection after %zu of %u descriptors",
-					  ib->nfds, o.count);
+			return inbox_fail(ib, "sender closed the connection after %zu of %zu descriptors",
+					  ib->nfds, h->n);
 		if (fr < 0)
 			return refuse(ib, ib->why);
 		if (type != T_FDS || len < 4 || get32(p) < 1 ||
-		    get32(p) > FDS_PER_MSG || get32(p) > o.count - got)
+		    get32(p) > FDS_PER_MSG || get32(p) > h->n - got)
 			return refuse(ib, "bad descriptor frame");
 		got += get32(p);
 	}
-	if (ib->nfds != o.count)
+	if (ib->nfds != h->n)
 		return refuse(ib, "descriptor count does not match the frames");
 	h->fds = ib->fds;
 	ib->fds = NULL;
 	ib->nfds = 0;
 	return 0;
+}
+
+/* Receives one whole handoff into h; -1 with ib->why on failure (empty
+ * when the peer left without a word, as probes do). */
+static int recv_handoff(const struct receiver *r, struct inbox *ib,
+			struct handoff *h, msec_t deadline)
+{
+	int plain = sniff(r, ib, h, deadline);
+
+	if (plain)
+		return plain > 0 ? 0 : -1;
+	if (read_offer(r, ib, h, deadline) < 0)
+		return -1;
+	return collect_fds(ib, h, deadline);
 }
 
 /* Accepts senders until one hands over; a bad one is told and skipped. */
@@ -697,39 +727,20 @@ static void place_fds(int *fds, const int *targets, size_t n, int *own)
 
 static void set_listen_env(const struct handoff *h)
 {
-	char num[32];
-	size_t len = 0;
-	char *names, *p;
-	const char *s = h->names;
+	char num[24], *names;
+	int named;
+	size_t len = join_names(h->names, h->n, NULL, &named);
 
-	for (size_t i = 0; i < h->n; i++) {
-		size_t l = strlen(s);
-
-		len += (l ? l : 7) + 1;
-		s += l + 1;
-	}
-	names = p = malloc(len + 1);
-	if (!names)
+	if (!(names = malloc(len + 1)))
 		err(ST_SYSTEM, "malloc");
-	*p = 0;
-	s = h->names;
-	for (size_t i = 0; i < h->n; i++) {
-		size_t l = strlen(s);
-
-		if (i)
-			*p++ = ':';
-		memcpy(p, l ? s : "unknown", l ? l : 7);
-		p += l ? l : 7;
-		s += l + 1;
-	}
-	*p = 0;
-	put_uint(num, h->n);
+	join_names(h->names, h->n, names, &named);
+	snprintf(num, sizeof(num), "%zu", h->n);
 	setenv("LISTEN_FDS", num, 1);
-	put_uint(num, (unsigned long)getpid());   /* exec keeps the pid */
+	snprintf(num, sizeof(num), "%d", (int)getpid());   /* exec keeps the pid */
 	setenv("LISTEN_PID", num, 1);
 	/* too long for the kernel only when all are unnamed (offers with names
-	 * were checked): without it, sd_listen_fds_with_names(3) says "unknown" */
-	if (len + sizeof("LISTEN_FDNAMES=") > 128 * 1024)
+	 * were checked): without it, sd_listen_fds_with_names(3) says UNNAMED */
+	if (sizeof("LISTEN_FDNAMES=") + len > MAX_ARG_STRLEN)
 		unsetenv("LISTEN_FDNAMES");
 	else
 		setenv("LISTEN_FDNAMES", names, 1);
@@ -782,6 +793,208 @@ static void export_fds(const struct receiver *r, const struct handoff *h,
 			setenv(name, num, 1);
 		}
 	}
+}
+
+/* ---- describing a descriptor ---- */
+
+struct field {
+	const char *key;
+	char val[PATH_MAX];
+	size_t len;
+};
+
+struct fdinfo {
+	struct field f[12];
+	int n;
+	char flags[64];
+};
+
+static void add_field(struct fdinfo *d, const char *key, const char *val,
+		      size_t len)
+{
+	struct field *f = &d->f[d->n++];
+
+	f->key = key;
+	f->len = len < sizeof(f->val) ? len : sizeof(f->val);
+	memcpy(f->val, val, f->len);
+}
+
+static void add_str(struct fdinfo *d, const char *key, const char *val)
+{
+	add_field(d, key, val, strlen(val));
+}
+
+static const char *lookup(int v, const int *keys, const char *const *names,
+			  size_t n, char *buf, size_t size)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] == v)
+			return names[i];
+	snprintf(buf, size, "%d", v);
+	return buf;
+}
+
+static void describe_socket(int fd, struct fdinfo *d)
+{
+	static const int fams[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
+	static const char *const famn[] = { "unix", "inet", "inet6", "netlink" };
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW };
+	static const char *const typen[] = { "stream", "dgram", "seqpacket", "raw" };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int dom = -1, type = -1, acc = 0;
+	socklen_t l = sizeof(int);
+	char buf[16], addr[sizeof(ss) + 8];
+	size_t alen = 0, plen = 0;
+	char paddr[sizeof(ss) + 8];
+
+	getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l);
+	l = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+	l = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l);
+	add_str(d, "family", lookup(dom, fams, famn, 4, buf, sizeof(buf)));
+	add_str(d, "type", lookup(type, types, typen, 4, buf, sizeof(buf)));
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		alen = format_addr(&ss, sl, addr, sizeof(addr));
+	sl = sizeof(ss);
+	memset(&ss, 0, sizeof(ss));
+	if (!acc && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		plen = format_addr(&ss, sl, paddr, sizeof(paddr));
+		add_str(d, "state", "connected");
+	} else {
+		add_str(d, "state", acc ? "listening" : alen ? "bound" : "unbound");
+	}
+	if (alen)
+		add_field(d, "local", addr, alen);
+	if (plen)
+		add_field(d, "peer", paddr, plen);
+	/* a TCP listener's backlog, as listen(2) last set it: the kernel
+	 * tells it through TCP_INFO (tcpi_sacked while listening) */
+	if (acc && (dom == AF_INET || dom == AF_INET6)) {
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+
+		memset(&ti, 0, sizeof(ti));
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+		    ti.tcpi_state == 10 /* TCP_LISTEN */) {
+			snprintf(buf, sizeof(buf), "%u", ti.tcpi_sacked);
+			add_str(d, "backlog", buf);
+		}
+	}
+}
+
+static void describe(int fd, const char *name, struct fdinfo *d)
+{
+	char link[PATH_MAX], proc[32];
+	struct stat st;
+	ssize_t ll;
+	int fl = fcntl(fd, F_GETFL);
+	const char *kind = "other";
+
+	memset(d, 0, sizeof(*d));
+	add_str(d, "name", *name ? name : UNNAMED);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	ll = readlink(proc, link, sizeof(link));
+	if (ll < 0)
+		ll = 0;
+	if (fstat(fd, &st) == 0) {
+		switch (st.st_mode & S_IFMT) {
+		case S_IFREG: kind = "file"; break;
+		case S_IFDIR: kind = "directory"; break;
+		case S_IFSOCK: kind = "socket"; break;
+		case S_IFCHR: kind = "chardev"; break;
+		case S_IFBLK: kind = "blockdev"; break;
+		case S_IFLNK: kind = "symlink"; break;
+		case S_IFIFO:
+			kind = ll > 5 && !memcmp(link, "pipe:", 5) ? "pipe" : "fifo";
+			break;
+		}
+	}
+	if (ll > 11 && !memcmp(link, "anon_inode:", 11))
+		kind = "anon";
+	add_str(d, "kind", kind);
+	if (strcmp(kind, "socket") && ll)
+		add_field(d, "path", link, (size_t)ll);
+	if (fl >= 0) {
+		static const struct { int bit; const char *name; } fb[] = {
+			{ O_APPEND, "append" }, { O_NONBLOCK, "nonblock" },
+			{ O_SYNC, "sync" }, { O_DIRECT, "direct" },
+			{ O_NOATIME, "noatime" },
+		};
+		add_str(d, "access", fl & O_PATH ? "path" :
+			(fl & O_ACCMODE) == O_RDONLY ? "rdonly" :
+			(fl & O_ACCMODE) == O_WRONLY ? "wronly" : "rdwr");
+		for (size_t i = 0; i < sizeof(fb) / sizeof(fb[0]); i++) {
+			if ((fl & fb[i].bit) != fb[i].bit)
+				continue;
+			size_t l = strlen(d->flags);
+
+			snprintf(d->flags + l, sizeof(d->flags) - l, "%s%s",
+				 l ? "," : "", fb[i].name);
+		}
+	}
+	if (!strcmp(kind, "socket"))
+		describe_socket(fd, d);
+}
+
+/* JSON: valid UTF-8 as it is, each byte of anything else as the lone
+ * surrogate U+DC00+byte (Python's "surrogateescape"), so the output is
+ * always valid JSON and the bytes can still be recovered. Text: anything
+ * but printable ASCII as \xNN. */
+static void put_escaped(FILE *out, const char *str, size_t len, int json)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		size_t n = json ? utf8_len(s + i, len - i) : 1;
+
+		if (json && (c == '"' || c == '\\'))
+			fprintf(out, "\\%c", c);
+		else if (json && (c < 0x20 || c == 0x7f))
+			fprintf(out, "\\u%04x", c);
+		else if (json && !n)
+			fprintf(out, "\\udc%02x", c);
+		else if (!json && (c <= ' ' || c > 0x7e || c == '\\'))
+			fprintf(out, "\\x%02x", c);
+		else
+			fwrite(s + i, 1, n, out);
+		i += n ? n : 1;
+	}
+}
+
+/* One line: "3 name=web kind=socket ..." or one JSON object. */
+static void print_fdinfo(FILE *out, int target, const struct fdinfo *d,
+			 int json)
+{
+	const char *fl = d->flags;
+
+	fprintf(out, json ? "{\"fd\":%d" : "%d", target);
+	for (int i = 0; i < d->n; i++) {
+		const struct field *f = &d->f[i];
+
+		fprintf(out, json ? ",\"%s\":\"" : " %s=", f->key);
+		put_escaped(out, f->val, f->len, json);
+		if (json)
+			putc('"', out);
+		/* flags come right after access, as in the man page */
+		if (!strcmp(f->key, "access")) {
+			if (json) {
+				fputs(",\"flags\":[", out);
+				for (const char *s = fl; *s;) {
+					size_t l = strcspn(s, ",");
+					fprintf(out, "%s\"%.*s\"", s == fl ? "" : ",", (int)l, s);
+					s += l + (s[l] == ',');
+				}
+				putc(']', out);
+			} else if (*fl) {
+				fprintf(out, " flags=%s", fl);
+			}
+		}
+	}
+	fputs(json ? "}" : "\n", out);
 }
 
 static void describe_all(const struct receiver *r, const struct handoff *h)
@@ -1370,7 +1583,7 @@ static int recv_from_peer(struct receiver *r, struct handoff *h)
 	if (recv_handoff(r, &ib, h, deadline) < 0) {
 		inbox_free(&ib);
 		close(conn);
-		errx(!strcmp(ib.why, "timed out") ? ST_TIMEOUT : ST_HANDOFF,
+		errx(ib.timed_out ? ST_TIMEOUT : ST_HANDOFF,
 		     "%s: %s", r->chan.label,
 		     ib.why[0] ? ib.why : "sender closed the connection");
 	}

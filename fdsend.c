@@ -150,8 +150,9 @@ static void add_activated(struct sender *s)
 
 		if (fcntl(3 + (int)i, F_SETFD, FD_CLOEXEC) < 0)
 			errx(ST_USAGE, "--listen-fds: fd %lu: not open", 3 + i);
-		/* "unknown" is what systemd calls an unnamed one */
-		if (l && name_ok(names, l) && !(l == 7 && !strncmp(names, "unknown", 7)) &&
+		/* UNNAMED is what systemd calls an unnamed one */
+		if (l && name_ok(names, l) &&
+		    !(l == strlen(UNNAMED) && !strncmp(names, UNNAMED, l)) &&
 		    !(name = strndup(names, l)))
 			err(ST_SYSTEM, "strndup");
 		add_source(s, SRC_MADE, 3 + (int)i, "--listen-fds", name);
