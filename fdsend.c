@@ -99,10 +99,24 @@ static void add_source(struct sender *s, int kind, int fd, const char *spec,
 	e->name = kind == SRC_SPEC ? spec : name ? name : "";
 }
 
+/* The kinds of socket specification an FD operand may be. */
+enum spec_kind { NOT_A_SPEC, SPEC_TCP, SPEC_UDP, SPEC_UNIX };
+
+static enum spec_kind spec_kind(const char *arg)
+{
+	return !strncmp(arg, "tcp:", 4) ? SPEC_TCP : !strncmp(arg, "udp:", 4) ? SPEC_UDP
+	       : !strncmp(arg, "unix:", 5) ? SPEC_UNIX : NOT_A_SPEC;
+}
+
+/* What follows "tcp:", "udp:" or "unix:". */
+static const char *spec_address(const char *spec)
+{
+	return spec + (spec_kind(spec) == SPEC_UNIX ? 5 : 4);
+}
+
 static void add_operand(struct sender *s, const char *arg)
 {
-	if (!strncmp(arg, "tcp:", 4) || !strncmp(arg, "udp:", 4) ||
-	    !strncmp(arg, "unix:", 5))
+	if (spec_kind(arg) != NOT_A_SPEC)
 		add_source(s, SRC_SPEC, -1, arg, NULL);
 	else
 		add_source(s, SRC_FD, (int)parse_number(arg, 0, INT_MAX,
@@ -262,8 +276,8 @@ union inet_addr {
 
 static int parse_inet(const char *spec, union inet_addr *a, socklen_t *alen)
 {
-	int udp = !strncmp(spec, "udp:", 4);
-	const char *hp = spec + 4, *colon = strrchr(hp, ':');
+	int udp = spec_kind(spec) == SPEC_UDP;
+	const char *hp = spec_address(spec), *colon = strrchr(hp, ':');
 	char host[INET6_ADDRSTRLEN + 2];
 	unsigned long port;
 
@@ -318,11 +332,11 @@ static int make_socket(const struct sender *s, const char *spec, char **name)
 	union inet_addr a;
 	socklen_t alen;
 
-	if (!strncmp(spec, "unix:", 5)) {
+	if (spec_kind(spec) == SPEC_UNIX) {
 		struct chan c;
 		struct owned *own;   /* removed on failure, the service's after */
 
-		resolve_chan(&c, spec + 5, 0);
+		resolve_chan(&c, spec_address(spec), 0);
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		*name = strdup("unix");
@@ -412,7 +426,7 @@ static int socket_matches(int fd, const char *spec, char *what, size_t size)
 {
 	union inet_addr want, got;
 	socklen_t wlen, glen = sizeof(got);
-	int type = 0, acc = 0, is_unix = !strncmp(spec, "unix:", 5), match;
+	int type = 0, acc = 0, is_unix = spec_kind(spec) == SPEC_UNIX, match;
 	socklen_t l = sizeof(int);
 	char addr[sizeof(got) + 8];
 	size_t n;
@@ -428,9 +442,7 @@ static int socket_matches(int fd, const char *spec, char *what, size_t size)
 	snprintf(what, size, "%s %s%s", type == SOCK_DGRAM ? "dgram" : "stream",
 		 n ? addr : "(unbound)", acc ? " listening" : "");
 	if (is_unix) {
-		const char *path = spec + 5;
-
-		return got.sa.sa_family == AF_UNIX && acc && !strcmp(addr, path);
+		return got.sa.sa_family == AF_UNIX && acc && !strcmp(addr, spec_address(spec));
 	}
 	match = parse_inet(spec, &want, &wlen) == type && got.sa.sa_family == want.sa.sa_family;
 	if (match && want.sa.sa_family == AF_INET)
@@ -486,8 +498,8 @@ static int take_by_address(const struct pinned *v, const char *spec)
 	closedir(d);
 	if (found < 0)
 		errx(ST_USAGE, "pid %d: no %s socket bound to %s; it has: %s",
-		     (int)v->pid, strncmp(spec, "udp:", 4) ? "listening" : "datagram",
-		     spec + (spec[0] == 'u' && spec[1] == 'n' ? 5 : 4),
+		     (int)v->pid, spec_kind(spec) == SPEC_UDP ? "datagram" : "listening",
+		     spec_address(spec),
 		     len ? list : "no sockets");
 	return found;
 }
@@ -629,6 +641,13 @@ static void gather(struct sender *s)
 
 /* ---- the handoff, one peer at a time or many at once ---- */
 
+/* A handoff as the sender sees it; step() makes every transition:
+ *   S_OFFER  sending the OFFER      -> S_GO, or with --no-ack S_FDS
+ *   S_GO     awaiting the go-ahead  -> S_FDS
+ *   S_FDS    sending the FDS frames -> S_HELD, or with --no-ack S_DONE
+ *   S_HELD   awaiting HELD          -> S_DONE
+ * A REFUSED, a wrong answer, a failed send or the deadline ends it from
+ * any state (step() returns -1 with why). */
 enum { S_OFFER, S_GO, S_FDS, S_HELD, S_DONE };
 
 struct peer {
@@ -720,6 +739,7 @@ static int send_failed(struct peer *p)
 	return peer_fail(p, ST_SYSTEM, "send: %s", strerror(e));
 }
 
+/* The answer the state awaits: 1 it came, 0 not yet, -1 anything else. */
 static int read_answer(struct peer *p, size_t nfds)
 {
 	const unsigned char *pl;
@@ -747,7 +767,6 @@ static int read_answer(struct peer *p, size_t nfds)
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected the go-ahead");
 	if (p->state == S_HELD && (type != T_HELD || len < 4 || get32(pl) != nfds))
 		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected held");
-	p->state = p->state == S_GO ? S_FDS : S_DONE;
 	return 1;
 }
 
@@ -778,8 +797,11 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 		case S_HELD:
 			if ((r = read_answer(p, s->nsrc)) <= 0)
 				return (int)r;
-			if (p->state == S_DONE)
+			if (p->state == S_HELD) {
+				p->state = S_DONE;
 				return 1;
+			}
+			p->state = S_FDS;
 			continue;
 		case S_FDS: {
 			size_t n = s->nsrc - p->done;
@@ -830,21 +852,33 @@ static void peer_timed_out(struct peer *p)
 		  : "no answer from receiver (timed out)");
 }
 
+/* A new receiver on fd: its handoff starts, or, when its uid may not
+ * have the descriptors, it is refused (-1, p->why; *cr says who). */
+static int admit_peer(const struct sender *s, struct peer *p, int fd,
+		      msec_t deadline, struct ucred *cr)
+{
+	char why[100];
+
+	peer_init(p, fd, deadline);
+	if (peer_allowed(fd, &s->allow, cr))
+		return 0;
+	send_refusal(fd, not_allowed(cr, why, sizeof(why)));
+	return peer_fail(p, ST_HANDOFF, "not allowed (see --allow-uid)");
+}
+
 /* One handoff on a connected socket; exits with a message on failure. */
 static void hand_over(const struct sender *s, const struct offer_msg *m,
 		      int conn, msec_t deadline)
 {
 	struct peer p;
 	struct ucred cr;
+	char why[100];
 	int r, phase = -1;
 
-	peer_init(&p, conn, deadline);
-	if (!peer_allowed(conn, &s->allow, &cr)) {
-		not_allowed(&cr, p.why, sizeof(p.why));
-		send_refusal(conn, p.why);
+	if (admit_peer(s, &p, conn, deadline, &cr) < 0) {
 		close(conn);
 		errx(ST_HANDOFF, "%s: refused the receiver: %s", s->chan.label,
-		     p.why);
+		     not_allowed(&cr, why, sizeof(why)));
 	}
 	while ((r = step(s, m, &p)) == 0) {
 		/* each bound is a total from the start of its phase, however
@@ -993,18 +1027,11 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 
 			if (c >= 0) {
 				struct peer *p = &peers[np];
-
 				struct ucred cr;
-				char why[100];
 
-				peer_init(p, c, now + per_peer);
-				if (!peer_allowed(c, &s->allow, &cr)) {
-					send_refusal(c, not_allowed(&cr, why, sizeof(why)));
-					r = peer_fail(p, ST_HANDOFF,
-						      "not allowed (see --allow-uid)");
-				} else {
+				r = admit_peer(s, p, c, now + per_peer, &cr);
+				if (r == 0)
 					r = step(s, m, p);
-				}
 				if (r == 0)
 					np++;
 				else {
@@ -1061,7 +1088,7 @@ int main(int argc, char **argv)
 	start_up(remove_owned_files);
 	parse_args(&s, argc, argv);
 	for (size_t i = 0; i < s.nsrc; i++)
-		if (s.src[i].kind == SRC_SPEC && s.src[i].name[1] == 'n')
+		if (s.src[i].kind == SRC_SPEC && spec_kind(s.src[i].name) == SPEC_UNIX)
 			catch_signals(1);   /* unix: files not yet handed over go */
 	gather(&s);
 	build_offer(&s, &m);
