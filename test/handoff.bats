@@ -338,9 +338,10 @@ lsfd_expected() {
 
 @test "count mismatch with fdrecv -t: the sender is refused, then fdrecv times out (exit 4)" {
 	mkdir d
-	bg fdrecv -n 2 -t 1 "$T/d/s" -- true 2>err
+	bg fdrecv -n 2 -t 3 "$T/d/s" -- true 2>err
 	wait_for_socket d/s
-	run -3 t fdsend "$T/d/s" 0 </dev/null
+	# fdrecv's 3 s run from its start: fdsend must not wait past them
+	run -3 t fdsend -t 10 "$T/d/s" 0 </dev/null
 	[[ "$output" == "fdsend: $T/d/s: refused by receiver: "* ]]
 	reap_ok "$BG" 4
 	dir_empty d

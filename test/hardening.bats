@@ -436,14 +436,14 @@ refused_and_closed() {
 
 @test "load: a holder serves 1000 receivers from 20 concurrent loops without a failure or a leaked descriptor" {
 	: >f
-	bg_guarded 120 fdsend --serve --count 1001 "$S" 5 0 5>>f </dev/null 2>holder.err
+	bg_guarded $((120 * SLOW)) fdsend --serve --count 1001 "$S" 5 0 5>>f </dev/null 2>holder.err
 	holder_bg=$BG
 	wait_for_socket "$S"
 	holder=$(child_of "$holder_bg")
 	base=$(fd_count "$holder")
 	loops=()
 	for ((n = 0; n < 20; n++)); do
-		bg_guarded 100 bash -c 'for ((k = 0; k < 50; k++)); do
+		bg_guarded $((100 * SLOW)) bash -c 'for ((k = 0; k < 50; k++)); do
 			fdrecv -c -t 10 "$1" >/dev/null || exit 1; done' _ "$S" 2>"loop$n.err"
 		loops+=("$BG")
 	done

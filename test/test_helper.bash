@@ -7,6 +7,12 @@ bats_require_minimum_version 1.5.0
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 PATH="$ROOT:$ROOT/test:$PATH"
 
+# Every bound below is a bound on an event, never a pace: generous, and
+# multiplied by FDSEND_TEST_SLOW (make sets it for sanitizer builds and for
+# check-busy, where the same work takes several times as long).
+SLOW=${FDSEND_TEST_SLOW:-1}
+GUARD=$((20 * SLOW))
+
 setup() {
 	local b
 	for b in fdsend fdrecv test/fdtool; do
@@ -45,10 +51,11 @@ is_our_child() {
 	[ "$2" = "$BASHPID" ]
 }
 
-# bg CMD...: run CMD in the background under a 20 s guard, away from bats' fd 3.
-# Sets BG to its pid (the timeout process; the command is its only child).
+# bg CMD...: run CMD in the background under a guard (20 s, times SLOW), away
+# from bats' fd 3. Sets BG to its pid (the timeout process; the command is its
+# only child).
 bg() {
-	timeout -k 2 20 "$@" 3>&- &
+	timeout -k 2 "$GUARD" "$@" 3>&- &
 	BG=$!
 	BG_PIDS+=("$BG")
 }
@@ -72,14 +79,14 @@ reap_ok() {
 
 # t CMD...: run a foreground command under the same guard (for `run`), without fd 3.
 t() {
-	timeout -k 2 20 "$@" 3>&-
+	timeout -k 2 "$GUARD" "$@" 3>&-
 }
 
-# wait_until CMD...: until CMD succeeds, trying every 10 ms for 5 s at most
-# (a bounded wait on an event, never a fixed sleep).
+# wait_until CMD...: until CMD succeeds, trying every 10 ms for 5 s (times
+# SLOW) at most (a bounded wait on an event, never a fixed sleep).
 wait_until() {
 	local i
-	for ((i = 0; i < 500; i++)); do
+	for ((i = 0; i < 500 * SLOW; i++)); do
 		"$@" && return 0
 		sleep 0.01
 	done
