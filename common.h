@@ -224,6 +224,28 @@ static inline void restore_signals(void)
 	sigaction(SIGPIPE, &start_sigs[3], NULL);
 }
 
+/* Reads a small file (a pid file, /proc/PID/stat) into buf, NUL-terminated,
+ * without blocking on a FIFO; its status into st when asked. The bytes
+ * read, or -1 with errno. */
+static inline ssize_t read_small(const char *path, char *buf, size_t size,
+				 struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), e;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	if ((st && fstat(fd, st) < 0) || (n = read(fd, buf, size - 1)) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	buf[n] = 0;
+	return n;
+}
+
 /* ---- warnings from a loop that serves peers ---- */
 
 /* Peers may be many and hostile: of their failures, the first WARN_BURST

@@ -1110,6 +1110,31 @@ static void forget_instance(struct instance *in)
 	in->pid = 0;
 }
 
+/* A process that started this long after PIDFILE was written is not the
+ * one it names: file times are coarse (a clock tick, read lazily), a start
+ * time is known to the tick, and the wall clock may have been slewed
+ * since. A pid recycled within a second of the write is not caught. */
+#define RECYCLE_SLACK_NS 1000000000LL
+
+/* A process ID written as text (a pid file): the pid, 0 when there is
+ * none (only white space), -1 when it is anything else. */
+static pid_t pid_in(const char *text)
+{
+	char digits[16];
+	size_t len = strspn(text, "0123456789");
+	unsigned long v;
+
+	if (text[len + strspn(text + len, " \t\n")])
+		return -1;
+	if (!len)
+		return 0;
+	if (len >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, len);
+	digits[len] = 0;
+	return parse_digits(digits, INT_MAX, &v) && v ? (pid_t)v : -1;
+}
+
 /* When pid started, in CLOCK_REALTIME nanoseconds (rounded down to the
  * clock tick); 0 when unknown. */
 static int64_t started_at(pid_t pid)
@@ -1117,17 +1142,10 @@ static int64_t started_at(pid_t pid)
 	char path[32], buf[1024], *p;
 	unsigned long long ticks;
 	struct timespec real, boot;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if (read_small(path, buf, sizeof(buf), NULL) <= 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	/* field 22, starttime, counts the 20th word after the command */
 	if (!(p = strrchr(buf, ')')) ||
 	    sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
@@ -1147,43 +1165,32 @@ static int64_t started_at(pid_t pid)
 static void pin_old(const char *pidfile, struct instance *old)
 {
 	char buf[32];
-	unsigned long pid;
-	size_t len;
 	struct stat st;
-	ssize_t n;
-	int fd;
+	ssize_t n = read_small(pidfile, buf, sizeof(buf), &st);
+	pid_t pid;
 
 	old->pid = 0;
 	old->pidfd = -1;
-	if ((fd = open(pidfile, O_RDONLY | O_CLOEXEC)) < 0) {
-		if (errno == ENOENT)
-			return;
+	if (n < 0 && errno == ENOENT)
+		return;
+	if (n < 0)
 		err(ST_SYSTEM, "%s", pidfile);
-	}
-	if (fstat(fd, &st) < 0 || (n = read(fd, buf, sizeof(buf) - 1)) < 0)
-		err(ST_SYSTEM, "%s", pidfile);
-	close(fd);
-	buf[n] = 0;
-	/* digits, then white space at most; nothing at all: a first start */
-	len = strspn(buf, "0123456789");
-	if (buf[len + strspn(buf + len, " \t\n")])
+	/* nothing at all: a first start */
+	if ((pid = pid_in(buf)) < 0)
 		errx(ST_SYSTEM, "%s: not a process ID: '%.*s'", pidfile,
 		     (int)strcspn(buf, "\n"), buf);
-	buf[len] = 0;
-	if (!len)
+	if (!pid)
 		return;
-	if (!parse_digits(buf, INT_MAX, &pid) || !pid)
-		errx(ST_SYSTEM, "%s: not a process ID: '%.20s'", pidfile, buf);
-	if ((old->pidfd = pidfd_of((pid_t)pid)) < 0) {
+	if ((old->pidfd = pidfd_of(pid)) < 0) {
 		if (errno == ESRCH)
 			return;
-		err(ST_SYSTEM, "%s: pid %lu", pidfile, pid);
+		err(ST_SYSTEM, "%s: pid %d", pidfile, (int)pid);
 	}
-	old->pid = (pid_t)pid;
+	old->pid = pid;
 	if (has_exited(old, DONT_WAIT)) {
 		forget_instance(old);
-	} else if (started_at(old->pid) >
-		   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec) {
+	} else if (started_at(old->pid) > (int64_t)st.st_mtim.tv_sec * 1000000000 +
+		   st.st_mtim.tv_nsec + RECYCLE_SLACK_NS) {
 		warnx("%s: pid %d started after the file was written: not the old instance, left alone",
 		      pidfile, (int)old->pid);
 		forget_instance(old);
@@ -1289,23 +1296,8 @@ static void watch_pidfile(struct watch *w, const char *path)
 static int pidfile_says(const char *path, pid_t pid)
 {
 	char buf[32];
-	unsigned long v;
-	ssize_t n;
-	size_t len;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	len = strspn(buf, "0123456789");
-	if (!len || buf[len + strspn(buf + len, " \t\n")])
-		return 0;
-	buf[len] = 0;
-	return parse_digits(buf, INT_MAX, &v) && v == (unsigned long)pid;
+	return read_small(path, buf, sizeof(buf), NULL) > 0 && pid_in(buf) == pid;
 }
 
 /* Runs COMMAND in a child with the placed descriptors; the watch gets

@@ -910,18 +910,16 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 static void log_peer(const struct sender *s, const struct peer *p,
 		     const struct ucred *cr)
 {
-	char comm[32] = "?", path[32], when[32];
+	char comm[32], path[32], when[32];
 	struct timespec now;
 	struct tm tm;
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)cr->pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-		if ((n = read(fd, comm, sizeof(comm) - 1)) > 0)
-			comm[n - (comm[n - 1] == '\n')] = 0;
-		close(fd);
-	}
+	if ((n = read_small(path, comm, sizeof(comm), NULL)) > 0)
+		comm[n - (comm[n - 1] == '\n')] = 0;
+	else
+		snprintf(comm, sizeof(comm), "?");
 	for (char *c = comm; *c; c++)
 		if (*c < ' ' || *c > '~')
 			*c = '?';
