@@ -50,7 +50,8 @@ test/fuzz-replay: test/fuzz.c common.h .build-flags
 helpers: $(HELPERS)
 
 # What the tests need, from Debian's packages when missing: bats-core
-# always; valgrind and clang (with its libFuzzer runtime) for 'make test'.
+# always; valgrind, clang (with its libFuzzer runtime), musl-gcc and the real
+# servers of test/realserver.bats (lighttpd, gunicorn) for 'make test'.
 APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
       { [ -n "$$APT_UPDATED" ] || $$SUDO apt-get update -qq; } && APT_UPDATED=1 && \
       $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
@@ -65,6 +66,12 @@ test-deps: bats
 	  echo "valgrind missing: installing it"; $(APT) valgrind >/dev/null; }
 	@command -v musl-gcc >/dev/null 2>&1 || { \
 	  echo "musl-gcc missing: installing musl-tools"; $(APT) musl-tools >/dev/null; }
+	@PATH=$$PATH:/usr/sbin:/sbin command -v lighttpd >/dev/null 2>&1 || { \
+	  echo "lighttpd missing: installing it, its own service stopped and disabled"; \
+	  $(APT) lighttpd >/dev/null && { $$SUDO systemctl disable --now lighttpd >/dev/null 2>&1; \
+	  $$SUDO service lighttpd stop >/dev/null 2>&1; true; }; }
+	@command -v gunicorn >/dev/null 2>&1 || { \
+	  echo "gunicorn missing: installing it"; $(APT) gunicorn >/dev/null; }
 	@printf 'int LLVMFuzzerTestOneInput(const char *d, long n)\n{ return !d && n; }\n' \
 	  >.fuzzcheck.c; \
 	  clang -fsanitize=fuzzer .fuzzcheck.c -o .fuzzcheck >/dev/null 2>&1 || { \
@@ -127,7 +134,7 @@ demo: all
 bench/%: bench/%.c
 	$(CC) $(BASE) $(WARN) -O2 $(CFLAGS) -o $@ $<
 
-bench: all $(BENCH)
+bench: all test/server $(BENCH)
 	@sh bench/run.sh
 
 install: all

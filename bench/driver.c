@@ -4,6 +4,7 @@
  *
  *   driver DIR handoff recv-first|send-first N ROUNDS [SECONDS]
  *   driver DIR holder BATCHES PER-BATCH
+ *   driver DIR restart RESTARTS WINDOW-MS
  *   driver DIR rss N
  *
  * Run from the repository root: it uses bench/ and the tools in
@@ -12,6 +13,7 @@
  * sockets. Both sides of a comparison are started the same way (posix_spawn;
  * receivers with every fd above 2 closed), so process start costs the same
  * for tool and floor. */
+#include <arpa/inet.h>
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,23 +29,47 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 extern char **environ;
 
 /* children alive right now: killed if anything goes wrong */
 static volatile pid_t kids[4];
 
+/* the restart case: an fdrecv --replace at work (SIGTERM makes it roll
+ * back), and the running service instance (no child of ours: reparented) */
+static volatile pid_t restarter, instance;
+
+static void stop_restart(void)
+{
+	if (restarter > 0)
+		kill(restarter, SIGTERM);
+	if (instance > 0)
+		kill(instance, SIGTERM);
+}
+
 static void kill_kids(void)
 {
+	stop_restart();
+	if (restarter > 0)
+		waitpid(restarter, NULL, 0);
 	for (int i = 0; i < 4; i++)
 		if (kids[i] > 0) {
 			kill(kids[i], SIGKILL);
@@ -69,6 +95,7 @@ static void on_signal(int sig)
 {
 	static const char msg[] = "driver: round timed out or interrupted\n";
 
+	stop_restart();
 	for (int i = 0; i < 4; i++)
 		if (kids[i] > 0)
 			kill(kids[i], SIGKILL);
@@ -474,8 +501,9 @@ static void put_frame(int fd, int type, uint32_t count)
 		die("holder: send: %s", strerror(errno));
 }
 
-/* Connect, OFFER, GO, FDS (closing what came), HELD, hang up. */
-static void fetch_one(const struct sockaddr_un *sa)
+/* Connect, OFFER, GO, FDS (closing what came, but the first one when
+ * keep is set: it lands in *keep), HELD, hang up. */
+static void fetch_fds(const struct sockaddr_un *sa, int *keep)
 {
 	struct conn c;
 	uint32_t len, want;
@@ -500,8 +528,16 @@ static void fetch_one(const struct sockaddr_un *sa)
 	}
 	put_frame(c.fd, 4, (uint32_t)c.nfds);
 	for (int i = 0; i < c.nfds; i++)
-		close(c.fds[i]);
+		if (i || !keep)
+			close(c.fds[i]);
+	if (keep)
+		*keep = c.fds[0];
 	close(c.fd);
+}
+
+static void fetch_one(const struct sockaddr_un *sa)
+{
+	fetch_fds(sa, NULL);
 }
 
 static pid_t start_server(char **argv, const char *name)
@@ -583,6 +619,344 @@ static void holder(const char *dir, long batches, long per)
 	sprintf(b, "%.0f/s", median(rr, (size_t)batches));
 	row(stdout, "holder, handoffs/s", nr, a, b, ratio, ci, ">= 0.80x",
 	    ratio >= 0.80);
+}
+
+/* ---- client-visible latency over restarts ---- */
+
+/* Requests from one client process to a service behind a holder (fdsend
+ * --serve, a TCP listener on 127.0.0.1), in windows of equal length taken
+ * in turn: one without a restart, one that begins with a restart by
+ * `fdrecv -c --replace PIDFILE --ready notify --stop-timeout 5 -- server -n`
+ * (test/server: READY=1 over NOTIFY_SOCKET, TERM ends it after the request
+ * in hand). "tool": the latency of the requests that began in a restart
+ * window; "floor": in a window without one; the same client, the same run. */
+
+enum { LAT_CAP = 1 << 20 };
+
+struct lat_shared {             /* shared with the client process */
+	volatile int stop;
+	long n, failed;
+	char why[160];          /* the first failure */
+	struct {
+		double t0, lat;
+	} s[];
+};
+
+/* One request as test/server's clients make it: "pid N\n" back, then end
+ * of stream. NULL, or what went wrong. */
+static const char *lat_request(const struct sockaddr_in *sa)
+{
+	static char why[96];
+	struct timeval tv = { 5, 0 };
+	char buf[64];
+	size_t got = 0;
+	ssize_t r;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return "socket failed";
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+		close(fd);
+		return why;
+	}
+	if (send(fd, "bench\n", 6, MSG_NOSIGNAL) != 6) {
+		snprintf(why, sizeof(why), "send: %s", strerror(errno));
+		close(fd);
+		return why;
+	}
+	while (got < sizeof(buf) - 1 &&
+	       (r = read(fd, buf + got, sizeof(buf) - 1 - got)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(why, sizeof(why), "read: %s", strerror(errno));
+			close(fd);
+			return why;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	if (!got)
+		return "empty answer";
+	if (strncmp(buf, "pid ", 4) || buf[got - 1] != '\n')
+		return "not a \"pid N\" answer";
+	return NULL;
+}
+
+/* The client process: requests until told to stop, 0.2 ms apart (pacing,
+ * which spares ephemeral ports). */
+static void lat_client(struct lat_shared *sh, const struct sockaddr_in *sa)
+{
+	const struct timespec pace = { 0, 200000 };
+
+	signal(SIGALRM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	while (!sh->stop && sh->n < LAT_CAP) {
+		double t0 = now();
+		const char *why = lat_request(sa);
+		double t1 = now();
+
+		if (why) {
+			if (!sh->failed++)
+				snprintf(sh->why, sizeof(sh->why), "%s", why);
+		} else {
+			sh->s[sh->n].t0 = t0;
+			sh->s[sh->n].lat = t1 - t0;
+			sh->n++;
+		}
+		nanosleep(&pace, NULL);
+	}
+	_exit(0);
+}
+
+static pid_t read_pid(const char *path)
+{
+	char buf[32];
+	ssize_t r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die("%s: %s", path, strerror(errno));
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[r > 0 ? r : 0] = 0;
+	if (atol(buf) <= 0)
+		die("%s: no pid in it", path);
+	return (pid_t)atol(buf);
+}
+
+/* The running instance: its pid in `instance`, pinned by a pidfd. */
+static int instance_fd = -1;
+
+/* Stops the instance that fd pins (TERM: it finishes the request in hand
+ * and exits 0), waiting 10 s at most; 0 if it had exited already. */
+static int stop_pinned(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) == 1) {
+		close(fd);
+		return 0;
+	}
+	if (syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0) < 0 ||
+	    poll(&p, 1, 10000) != 1)
+		die("restart: an instance did not exit within 10 s of SIGTERM");
+	close(fd);
+	return 1;
+}
+
+/* One run of the restart command; it must exit 0, and (--stop-timeout)
+ * the old instance must have exited by then: else it counts in *left and
+ * is stopped here. Its output (test/server prints "accepted" per request)
+ * goes to /dev/null. */
+static void restart_once(char **argv, const char *pidfile, long *left)
+{
+	int old_fd = instance_fd;
+
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int st, e;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	alarm(30);
+	e = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (e)
+		die("%s: %s", argv[0], strerror(e));
+	restarter = pid;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid: %s", strerror(errno));
+	restarter = 0;
+	alarm(0);
+	check_status(st, "fdrecv --replace");
+	instance = read_pid(pidfile);
+	if ((instance_fd = (int)syscall(SYS_pidfd_open, instance, 0)) < 0)
+		die("restart: instance %d: %s", (int)instance, strerror(errno));
+	if (old_fd >= 0 && stop_pinned(old_fd))
+		++*left;
+}
+
+static void sleep_until(double t)
+{
+	for (double left; (left = t - now()) > 0;) {
+		struct timespec ts = { (time_t)left, (long)((left - (time_t)left) * 1e9) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The p-th quantile (nearest rank) of v[0..n), sorting v. */
+static double quantile(double *v, size_t n, double p)
+{
+	size_t k = (size_t)(p * n + 0.999999);
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[k ? (k > n ? n : k) - 1 : 0];
+}
+
+static void restart(const char *dir, long restarts, long window_ms)
+{
+	char *holder_argv[] = { tool_path("fdsend"), "--serve", path_in(dir, "r"),
+				"tcp:127.0.0.1:0", NULL };
+	char *pidfile = path_in(dir, "web.pid");
+	char *fdrecv_argv[] = { tool_path("fdrecv"), "-c", holder_argv[2],
+				"--replace", pidfile, "--ready", "notify",
+				"--stop-signal", "TERM", "--stop-timeout", "5", "--",
+				tool_path("server"), "-n", NULL };
+	struct sockaddr_un hs = { .sun_family = AF_UNIX };
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	size_t size = sizeof(struct lat_shared) + LAT_CAP * sizeof(((struct lat_shared *)0)->s[0]);
+	struct lat_shared *sh;
+	long windows = 2 * restarts, *lo, *hi;
+	double *ws, *we, *took, win = window_ms / 1e3, *q, *r, *a, *b, *est, qm[3], rm[3];
+	size_t nq = 0, nr = 0;
+	char nr_s[32], x[32], y[32], ci[32];
+	pid_t hp, cp;
+	int lfd = -1;
+	long left = 0;          /* restarts that left the old instance running */
+	enum { B = 1000 };
+
+	if (!holder_argv[0] || !fdrecv_argv[0] || !fdrecv_argv[12])
+		die("restart: fdsend, fdrecv or server missing (run `make bench`)");
+	if (restarts < 2 || window_ms < 10)
+		die("restart: RESTARTS >= 2, WINDOW-MS >= 10");
+	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ws = calloc((size_t)windows, sizeof(double));
+	we = calloc((size_t)windows, sizeof(double));
+	lo = calloc((size_t)windows, sizeof(long));
+	hi = calloc((size_t)windows, sizeof(long));
+	took = calloc((size_t)restarts, sizeof(double));
+	if (sh == MAP_FAILED || !ws || !we || !lo || !hi || !took)
+		die("out of memory");
+
+	/* the holder, its port, the first instance */
+	drain_inotify();
+	alarm(30);
+	hp = spawn(holder_argv, 1);
+	wait_created("r", hp);
+	snprintf(hs.sun_path, sizeof(hs.sun_path), "%s", holder_argv[2]);
+	fetch_fds(&hs, &lfd);
+	if (getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0 || sa.sin_family != AF_INET)
+		die("restart: the holder's listener has no inet address");
+	close(lfd);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	alarm(0);
+	restart_once(fdrecv_argv, pidfile, &left);
+
+	/* the client, warmed up; then the windows, taken in turn */
+	if ((cp = fork()) < 0)
+		die("fork: %s", strerror(errno));
+	if (cp == 0)
+		lat_client(sh, &sa);
+	track(cp);
+	sleep_until(now() + 0.3);
+	for (long w = 0; w < windows; w++) {
+		ws[w] = now();
+		if (w % 2) {
+			restart_once(fdrecv_argv, pidfile, &left);
+			took[w / 2] = now() - ws[w];
+		}
+		sleep_until(ws[w] + win);
+		we[w] = now();
+	}
+	sh->stop = 1;
+	alarm(30);
+	reap(cp, "restart client");
+	alarm(0);
+
+	/* the last instance, then the holder */
+	stop_pinned(instance_fd);
+	instance = 0;
+	instance_fd = -1;
+	stop_server(hp, "fdsend --serve");
+	if (sh->failed)
+		die("restart: %ld of %ld requests failed, the first one: %s",
+		    sh->failed, sh->failed + sh->n, sh->why);
+
+	/* each request to the window it began in (the samples are in time order) */
+	q = malloc((size_t)sh->n * sizeof(double));
+	r = malloc((size_t)sh->n * sizeof(double));
+	a = malloc((size_t)sh->n * sizeof(double));
+	b = malloc((size_t)sh->n * sizeof(double));
+	est = malloc(B * sizeof(double));
+	if (!q || !r || !a || !b || !est)
+		die("out of memory");
+	{
+		long i = 0;
+
+		for (long w = 0; w < windows; w++) {
+			while (i < sh->n && sh->s[i].t0 < ws[w])
+				i++;
+			lo[w] = i;
+			while (i < sh->n && sh->s[i].t0 < we[w]) {
+				if (w % 2)
+					r[nr++] = sh->s[i].lat;
+				else
+					q[nq++] = sh->s[i].lat;
+				i++;
+			}
+			hi[w] = i;
+		}
+	}
+	if (nq < 100 || nr < 100)
+		die("restart: too few requests (%zu, %zu)", nr, nq);
+
+	/* a 95% interval for the ratio of the p99s: bootstrap over the pairs of
+	 * windows (a restart and the quiet window before it) */
+	{
+		uint64_t s = 0x9e3779b97f4a7c15u;
+
+		for (int k = 0; k < B; k++) {
+			size_t na = 0, nb = 0;
+
+			for (long j = 0; j < restarts; j++) {
+				long p;
+
+				s ^= s << 13;
+				s ^= s >> 7;
+				s ^= s << 17;
+				p = (long)(s % (uint64_t)restarts);
+				for (long i = lo[2 * p + 1]; i < hi[2 * p + 1]; i++)
+					a[na++] = sh->s[i].lat;
+				for (long i = lo[2 * p]; i < hi[2 * p]; i++)
+					b[nb++] = sh->s[i].lat;
+			}
+			est[k] = na && nb ? quantile(a, na, 0.99) / quantile(b, nb, 0.99) : 1;
+		}
+		qsort(est, B, sizeof(*est), cmp_double);
+		sprintf(ci, "%.2f-%.2f", est[B / 40], est[B - 1 - B / 40]);
+	}
+	rm[0] = quantile(r, nr, 0.5);
+	rm[1] = quantile(r, nr, 0.99);
+	rm[2] = r[nr - 1];
+	qm[0] = quantile(q, nq, 0.5);
+	qm[1] = quantile(q, nq, 0.99);
+	qm[2] = q[nq - 1];
+	snprintf(nr_s, sizeof(nr_s), "%ld", restarts);
+	row(stdout, "restart latency, median", nr_s, fmt_ms(x, rm[0]), fmt_ms(y, qm[0]),
+	    rm[0] / qm[0], "-", "-", -1);
+	row(stdout, "restart latency, p99", nr_s, fmt_ms(x, rm[1]), fmt_ms(y, qm[1]),
+	    rm[1] / qm[1], ci, "<= 1.50x", rm[1] / qm[1] <= 1.5);
+	row(stdout, "restart latency, max", nr_s, fmt_ms(x, rm[2]), fmt_ms(y, qm[2]),
+	    rm[2] / qm[2], "-", "-", -1);
+	quantile(took, (size_t)restarts, 0.5);         /* sorts took */
+	printf("  (restart: %zu requests in %ld windows of %ld ms that begin with a restart,"
+	       " %zu in as many without;\n   none failed; a restart took %s median, %s at most)\n",
+	       nr, restarts, window_ms, nq, fmt_ms(x, took[(restarts - 1) / 2]),
+	       fmt_ms(y, took[restarts - 1]));
+	if (left)
+		printf("  warning: %ld of %ld restarts left the old instance running (see fdrecv's"
+		       " warnings above); the bench stopped them\n", left, restarts);
+	munmap(sh, size);
 }
 
 /* ---- peak RSS of each tool's own image ---- */
@@ -745,7 +1119,7 @@ int main(int argc, char **argv)
 	int p[2];
 
 	if (argc < 3)
-		errx(2, "usage: driver DIR handoff ORDER N ROUNDS [SECONDS] | holder BATCHES PER | rss N");
+		errx(2, "usage: driver DIR handoff ORDER N ROUNDS [SECONDS] | holder BATCHES PER | restart RESTARTS WINDOW-MS | rss N");
 	if (!strcmp(argv[2], "handoff") && (argc == 6 || argc == 7))
 		n = atol(argv[4]);
 	if (!strcmp(argv[2], "rss") && argc == 4)
@@ -784,7 +1158,9 @@ int main(int argc, char **argv)
 		rss(argv[1], n, 3);
 	else if (!strcmp(argv[2], "holder") && argc == 5)
 		holder(argv[1], atol(argv[3]), atol(argv[4]));
+	else if (!strcmp(argv[2], "restart") && argc == 5)
+		restart(argv[1], atol(argv[3]), atol(argv[4]));
 	else
-		errx(2, "usage: driver DIR handoff ORDER N ROUNDS [SECONDS] | holder BATCHES PER | rss N");
+		errx(2, "usage: driver DIR handoff ORDER N ROUNDS [SECONDS] | holder BATCHES PER | restart RESTARTS WINDOW-MS | rss N");
 	return 0;
 }

@@ -16,7 +16,7 @@ trap 'exit 130' INT TERM HUP
 # a copy of the tools as they are now: a rebuild meanwhile (SANITIZE=1 ...)
 # must not change what is measured halfway
 mkdir "$tmp/bin"
-cp fdsend fdrecv "$tmp/bin/"
+cp fdsend fdrecv test/server "$tmp/bin/"
 export FDBENCH_TOOLS="$tmp/bin"
 
 begin=$(date +%s)
@@ -34,6 +34,8 @@ if readelf -d "$tmp/bin/fdsend" "$tmp/bin/fdrecv" 2>/dev/null | grep -q -e libas
 fi
 echo "floor: raw C programs in bench/ (rawrecv, rawsend, rawserve), same spawn and exec (bench/nop)"
 echo "tool, floor: medians; ratio: tool/floor; ci95: 95% bootstrap interval of the ratio"
+echo "restart rows: tool = requests in windows that begin with a restart (fdrecv -c --replace"
+echo "  --ready notify, test/server -n), floor = the same client in windows without one, in turn"
 echo
 row() {   # case rounds tool floor ratio ci95 target verdict
 	printf '%-26s %6s %11s %11s %7s %9s  %-10s %s\n' "$@"
@@ -64,7 +66,16 @@ else
 	echo "holder: skipped (fdsend has no --serve yet)"
 fi
 
-# 4. stripped sizes (floor column: the raw counterpart), then peak RSS
+# 4. client-visible latency over 20 restarts behind a holder, against none:
+# windows of 50 ms (a restart takes 10 to 30 ms), with and without a restart
+# in turn; a few seconds
+if "$tmp/bin/fdrecv" --help 2>/dev/null | grep -q -- --replace; then
+	drive restart 20 50
+else
+	echo "restart: skipped (fdrecv has no --replace yet)"
+fi
+
+# 5. stripped sizes (floor column: the raw counterpart), then peak RSS
 mkdir "$tmp/strip"
 for pair in fdsend:rawsend fdrecv:rawrecv; do
 	tool=${pair%%:*}

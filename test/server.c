@@ -33,6 +33,11 @@ static const char usage[] =
 	"       server client HOST PORT STOPFILE  request in a loop until STOPFILE exists; prints\n"
 	"                                        \"seen PID\" per new server, then \"ok=N failed=M\"\n"
 	"       server ask HOST PORT             one request; prints the answer \"pid PID\"\n"
+	"       server http HOST PORT STOPFILE    GET / (HTTP/1.0) in a loop until STOPFILE exists;\n"
+	"                                        prints \"seen LINE\" per new first line of a body,\n"
+	"                                        then \"ok=N failed=M\" (failed: refused, reset,\n"
+	"                                        empty, not 200, no body; each one on stderr)\n"
+	"       server get HOST PORT             one GET /; prints the body of a 200 answer\n"
 	"       server poke HOST PORT            connect once (retrying while refused, 5 s), close\n"
 	"       server stall SOCKET              connect to a holder, read its offer, never answer;\n"
 	"                                        prints \"stalled\", then \"dropped\" at hangup\n"
@@ -378,6 +383,102 @@ static int client(int argc, char **argv)
 	return failed ? 1 : 0;
 }
 
+/* One GET / over HTTP/1.0 (the server closes after the answer): the body of
+ * a "200" answer in body (NUL-terminated), its length, or -1 with a warning
+ * that names the failure: refused, reset, empty answer, other status, no body. */
+static int http_get(const struct sockaddr_storage *ss, socklen_t len, char *body, size_t size)
+{
+	static const char req[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: fdsend-test\r\n\r\n";
+	char buf[16384], *end;
+	size_t got = 0;
+	ssize_t r;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		err(FAIL, "socket");
+	io_timeout(fd, 5);
+	if (connect(fd, (const struct sockaddr *)ss, len) < 0) {
+		warn("connect");
+		close(fd);
+		return -1;
+	}
+	if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
+		warn("send");
+		close(fd);
+		return -1;
+	}
+	while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			warn("read after %zu bytes", got);
+			close(fd);
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	buf[got] = 0;
+	if (!got) {
+		warnx("empty answer");
+		return -1;
+	}
+	if (strncmp(buf, "HTTP/1.", 7) || strncmp(buf + 8, " 200 ", 5)) {
+		warnx("bad status: '%.*s'", (int)strcspn(buf, "\r\n"), buf);
+		return -1;
+	}
+	if (!(end = strstr(buf, "\r\n\r\n")) || !end[4]) {
+		warnx("no body in %zu bytes", got);
+		return -1;
+	}
+	snprintf(body, size, "%s", end + 4);
+	return (int)strlen(body);
+}
+
+static int http(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	static char seen[64][128];
+	char body[4096];
+	int nseen = 0, ok = 0, failed = 0;
+
+	if (argc != 4)
+		errx(FAIL, "%s", usage);
+	socklen_t len = inet_addr_of(argv[1], argv[2], &ss);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (access(argv[3], F_OK) < 0) {
+		int i;
+		if (http_get(&ss, len, body, sizeof body) < 0) {
+			failed++;
+			continue;
+		}
+		ok++;
+		body[strcspn(body, "\r\n")] = 0;
+		for (i = 0; i < nseen && strcmp(seen[i], body); i++)
+			;
+		if (i == nseen && nseen < 64) {
+			snprintf(seen[nseen++], sizeof seen[0], "%.127s", body);
+			printf("seen %s\n", body);
+		}
+		nap_ms(1);   /* pacing, not synchronisation: spares ephemeral ports */
+	}
+	printf("ok=%d failed=%d\n", ok, failed);
+	return failed ? 1 : 0;
+}
+
+static int get(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	char body[4096];
+
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	if (http_get(&ss, inet_addr_of(argv[1], argv[2], &ss), body, sizeof body) < 0)
+		return 1;
+	fputs(body, stdout);
+	return 0;
+}
+
 static int ask(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
@@ -466,6 +567,10 @@ int main(int argc, char **argv)
 		return client(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "ask"))
 		return ask(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "http"))
+		return http(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "get"))
+		return get(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "poke"))
 		return poke(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "stall"))
