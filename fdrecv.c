@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include "common.h"
 
 static const char usage_text[] =
@@ -1110,10 +1111,10 @@ static void forget_instance(struct instance *in)
 	in->pid = 0;
 }
 
-/* A process that started this long after PIDFILE was written is not the
- * one it names: file times are coarse (a clock tick, read lazily), a start
- * time is known to the tick, and the wall clock may have been slewed
- * since. A pid recycled within a second of the write is not caught. */
+/* Without a recorded start time, a process that started this long after
+ * PIDFILE was written is not the one it names: file times are coarse (a
+ * clock tick, read lazily), a start time is known to the tick, and the
+ * wall clock may have been slewed since. */
 #define RECYCLE_SLACK_NS 1000000000LL
 
 /* A process ID written as text (a pid file): the pid, 0 when there is
@@ -1135,27 +1136,56 @@ static pid_t pid_in(const char *text)
 	return parse_digits(digits, INT_MAX, &v) && v ? (pid_t)v : -1;
 }
 
-/* When pid started, in CLOCK_REALTIME nanoseconds (rounded down to the
- * clock tick); 0 when unknown. */
-static int64_t started_at(pid_t pid)
+/* When pid started, in clock ticks since boot (field 22 of its stat,
+ * the 20th word after the command); 0 when unknown. With the pid, it
+ * names one process for as long as the system runs. */
+static unsigned long long start_ticks(pid_t pid)
 {
 	char path[32], buf[1024], *p;
 	unsigned long long ticks;
-	struct timespec real, boot;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_small(path, buf, sizeof(buf), NULL) <= 0)
-		return 0;
-	/* field 22, starttime, counts the 20th word after the command */
-	if (!(p = strrchr(buf, ')')) ||
+	if (read_small(path, buf, sizeof(buf), NULL) <= 0 || !(p = strrchr(buf, ')')) ||
 	    sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
 			  "%*s %*s %*s %*s %*s %*s %*s %llu", &ticks) != 1)
 		return 0;
+	return ticks;
+}
+
+/* The same start time on the wall clock, in nanoseconds, for comparing
+ * with a file time: rounded down to the tick, and off by whatever the wall
+ * clock was stepped since. */
+static int64_t started_at(pid_t pid)
+{
+	struct timespec real, boot;
+
 	clock_gettime(CLOCK_REALTIME, &real);
 	clock_gettime(CLOCK_BOOTTIME, &boot);
 	return (int64_t)real.tv_sec * 1000000000 + real.tv_nsec -
 	       ((int64_t)boot.tv_sec * 1000000000 + boot.tv_nsec) +
-	       (int64_t)(ticks * (1000000000 / (unsigned long long)sysconf(_SC_CLK_TCK)));
+	       (int64_t)(start_ticks(pid) *
+			 (1000000000 / (unsigned long long)sysconf(_SC_CLK_TCK)));
+}
+
+/* The extended attribute in which fdrecv keeps, beside the pid it writes
+ * to PIDFILE, that process's start time: the two name the instance
+ * exactly, whatever the clocks did since. */
+#define START_XATTR "user.fdrecv.start"
+
+/* 1 when pid is the process PIDFILE meant: the start time recorded with
+ * it, where there is one; else it started before the file was written. */
+static int is_named_instance(const char *pidfile, const struct stat *st, pid_t pid)
+{
+	char rec[24];
+	ssize_t n = getxattr(pidfile, START_XATTR, rec, sizeof(rec) - 1);
+	unsigned long long ticks;
+
+	if (n > 0) {
+		rec[n] = 0;
+		return sscanf(rec, "%llu", &ticks) == 1 && ticks == start_ticks(pid);
+	}
+	return started_at(pid) <= (int64_t)st->st_mtim.tv_sec * 1000000000 +
+				  st->st_mtim.tv_nsec + RECYCLE_SLACK_NS;
 }
 
 /* The old instance that PIDFILE names, pinned before the new one starts;
@@ -1189,8 +1219,7 @@ static void pin_old(const char *pidfile, struct instance *old)
 	old->pid = pid;
 	if (has_exited(old, DONT_WAIT)) {
 		forget_instance(old);
-	} else if (started_at(old->pid) > (int64_t)st.st_mtim.tv_sec * 1000000000 +
-		   st.st_mtim.tv_nsec + RECYCLE_SLACK_NS) {
+	} else if (!is_named_instance(pidfile, &st, old->pid)) {
 		warnx("%s: pid %d started after the file was written: not the old instance, left alone",
 		      pidfile, (int)old->pid);
 		forget_instance(old);
@@ -1452,13 +1481,16 @@ static void stop_instance(const struct receiver *r, const struct instance *in,
 static void write_pidfile(const char *pidfile, pid_t pid, char *tmp, size_t size)
 {
 	const char *slash = strrchr(pidfile, '/');
-	char text[24];
-	int fd, n;
+	char text[24], start[24];
+	int fd, n, len;
 
 	snprintf(tmp, size, "%.*s.%s.fdrecv.%d", slash ? (int)(slash - pidfile + 1) : 0,
 		 pidfile, slash ? slash + 1 : pidfile, (int)getpid());
 	n = snprintf(text, sizeof(text), "%d\n", (int)pid);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	/* where the file system keeps no user attributes, the file time must do */
+	if (fd >= 0 && (len = snprintf(start, sizeof(start), "%llu", start_ticks(pid))) > 1)
+		fsetxattr(fd, START_XATTR, start, (size_t)len, 0);
 	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) < 0) {
 		if (fd >= 0)
 			unlink(tmp);

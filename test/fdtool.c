@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 
 #define FAIL 99 /* helper trouble, distinct from every status the tools use */
 
@@ -40,6 +41,7 @@ static const char usage[] =
 	"       fdtool rawsend ADDR HEX [FD...]\n"
 	"       fdtool rawclose ADDR HEX [FD...] | credsend ADDR HEX [FD...] | stall ADDR\n"
 	"       fdtool sink ADDR | answerfd[-connect] ADDR WFD RFD | connectonce PATH FD CMD...\n"
+	"       fdtool xattr FILE NAME\n"
 	"       fdtool serve1 TYPE PATH | send1 TYPE PATH TEXT   (TYPE: stream seqpacket dgram)\n"
 	"       fdtool brokenstderr CMD... | flood ADDR N HEX | fill FD\n";
 
@@ -994,6 +996,20 @@ static int cmd_fill(int argc, char **argv)
 	return 0;
 }
 
+/* xattr FILE NAME: print the value of extended attribute NAME of FILE (exit 1 if it has none). */
+static int cmd_xattr(int argc, char **argv)
+{
+	char buf[256];
+	if (argc != 3)
+		errx(FAIL, "%s", usage);
+	ssize_t n = getxattr(argv[1], argv[2], buf, sizeof buf - 1);
+	if (n < 0)
+		return 1;
+	buf[n] = 0;
+	printf("%s\n", buf);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *c = argc > 1 ? argv[1] : "";
@@ -1033,6 +1049,8 @@ int main(int argc, char **argv)
 		return cmd_answerfd(argc, argv);
 	if (!strcmp(c, "answerfd-connect"))
 		return cmd_answerfd_connect(argc, argv);
+	if (!strcmp(c, "xattr"))
+		return cmd_xattr(argc, argv);
 	if (!strcmp(c, "connectonce"))
 		return cmd_connectonce(argc, argv);
 	if (!strcmp(c, "serve1"))

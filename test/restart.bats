@@ -213,6 +213,39 @@ answers() {
 	[ "$new" != "$idle" ]
 }
 
+@test "--replace: the start time recorded with PIDFILE names the old instance even after the wall clock moved" {
+	holder_up
+	start --ready notify -- -n
+	old=$(cat "$T/web.pid")
+	fdtool xattr "$T/web.pid" user.fdrecv.start >/dev/null ||
+		skip "this file system keeps no user extended attributes"
+	# as after a step of the wall clock: the file looks written long ago
+	touch -d "@$(($(date +%s) - 600))" "$T/web.pid"
+	start --ready notify -- -n
+	[ "$status" -eq 0 ]
+	assert_output_lines ""
+	wait_gone_pid "$old"
+	[ "$(cat "$T/web.pid")" != "$old" ]
+}
+
+@test "--replace: a pid whose start time differs from the one recorded with PIDFILE is never signalled" {
+	holder_up
+	start --ready notify -- -n
+	first=$(cat "$T/web.pid")
+	bg server idle "$T/idle.ready"
+	wait_for_file "$T/idle.ready"
+	idle=$(child_of "$BG")
+	# the same file (and its recorded start time), now naming another process
+	echo "$idle" >>"$T/web.pid.new"
+	cat "$T/web.pid.new" >"$T/web.pid"
+	start --ready notify -- -n
+	[ "$status" -eq 0 ]
+	assert_output_lines "fdrecv: $T/web.pid: pid $idle started after the file was written: not the old instance, left alone"
+	alive "$idle"
+	! signal_pending "$idle" 15
+	kill -TERM "$first"
+}
+
 @test "--replace: a PIDFILE that is not a process ID is an error, and nothing starts" {
 	holder_up
 	echo "12ab" >"$T/web.pid"
@@ -293,6 +326,18 @@ answers() {
 	[ "$(grep -c '^ready ' "$T/log")" -eq 11 ]
 	[ "$(grep -c '^stop-15 ' "$T/log")" -eq 10 ]
 	wait_fd_count "$HOLDER" "$base"
+}
+
+@test "under a service manager (NOTIFY_SOCKET set for fdrecv), the new instance is told as MAINPID once ready" {
+	holder_up
+	bg fdtool serve1 dgram "$T/manager" >"$T/manager.out"
+	manager=$BG
+	wait_for_line "$T/manager.out" '^ready$'
+	NOTIFY_SOCKET=$T/manager start --ready notify -- -n
+	[ "$status" -eq 0 ]
+	reap_ok "$manager"
+	new=$(cat "$T/web.pid")
+	assert_file "$T/manager.out" ready "MAINPID=$new" "READY=1" ""
 }
 
 @test "--ready and --replace usage errors" {
