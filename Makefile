@@ -6,6 +6,7 @@ VERSION   = 0.1.0
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
 MANDIR   ?= $(PREFIX)/share/man
+COMPDIR  ?= $(PREFIX)/share/bash-completion/completions
 CC       ?= cc
 CFLAGS   ?= -Os -g
 WARN      = -Wall -Wextra -Werror
@@ -49,19 +50,18 @@ test/fuzz-replay: test/fuzz.c common.h .build-flags
 
 helpers: $(HELPERS)
 
-# What the tests need, from Debian's packages when missing: bats-core
-# always; valgrind, clang (with its libFuzzer runtime), musl-gcc and the real
-# servers of test/realserver.bats (lighttpd, gunicorn) for 'make test'.
+# What 'make test' needs, from Debian's packages when missing: bats-core,
+# valgrind, clang (with its libFuzzer runtime), musl-gcc and the real
+# servers of test/realserver.bats and test/nginx.bats (lighttpd, gunicorn,
+# nginx). Only 'make test' installs: 'make check' runs with what is there.
 APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
       { [ -n "$$APT_UPDATED" ] || $$SUDO apt-get update -qq; } && APT_UPDATED=1 && \
       $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-bats:
+test-deps:
 	@command -v bats >/dev/null 2>&1 || { \
 	  echo "bats-core missing: installing the Debian package 'bats'"; \
 	  $(APT) bats >/dev/null; }
-
-test-deps: bats
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  echo "valgrind missing: installing it"; $(APT) valgrind >/dev/null; }
 	@command -v musl-gcc >/dev/null 2>&1 || { \
@@ -72,6 +72,10 @@ test-deps: bats
 	  $$SUDO service lighttpd stop >/dev/null 2>&1; true; }; }
 	@command -v gunicorn >/dev/null 2>&1 || { \
 	  echo "gunicorn missing: installing it"; $(APT) gunicorn >/dev/null; }
+	@PATH=$$PATH:/usr/sbin:/sbin command -v nginx >/dev/null 2>&1 || { \
+	  echo "nginx missing: installing it, its own service stopped and disabled"; \
+	  $(APT) nginx >/dev/null && { $$SUDO systemctl disable --now nginx >/dev/null 2>&1; \
+	  $$SUDO service nginx stop >/dev/null 2>&1; true; }; }
 	@printf 'int LLVMFuzzerTestOneInput(const char *d, long n)\n{ return !d && n; }\n' \
 	  >.fuzzcheck.c; \
 	  clang -fsanitize=fuzzer .fuzzcheck.c -o .fuzzcheck >/dev/null 2>&1 || { \
@@ -82,8 +86,26 @@ test-deps: bats
 # The suite alone, against whatever build the flags make.
 SUITE     = $(filter-out test/valgrind.bats,$(wildcard test/*.bats))
 
-check: all helpers bats
-	bats $(SUITE)
+# bats-core is needed; what else is missing only skips the tests that need it
+have-bats:
+	@command -v bats >/dev/null 2>&1 || { \
+	  echo "bats-core is missing: install it (the Debian package is bats), or run"; \
+	  echo "'make test', which installs what the tests need"; exit 1; }
+
+# Sanitizers slow the same work down several times: the suite's bounds follow.
+ifeq ($(SANITIZE),1)
+SLOW_ENV  = FDSEND_TEST_SLOW=3
+endif
+
+check: all helpers have-bats
+	$(SLOW_ENV) bats $(SUITE)
+
+# The suite twice while two busy loops keep both CPUs busy: no bound may
+# rely on an idle machine. The loops are stopped however the runs end.
+check-busy: all helpers have-bats
+	@sh -c 'while :; do :; done' & a=$$!; sh -c 'while :; do :; done' & b=$$!; \
+	  trap 'kill $$a $$b; wait $$a $$b 2>/dev/null' EXIT; \
+	  FDSEND_TEST_SLOW=3 bats $(SUITE) && FDSEND_TEST_SLOW=3 bats $(SUITE)
 
 # Everything CI proves: the suite, the suite again under AddressSanitizer
 # and UBSan, a core subset under valgrind, and a short fuzzing run.
@@ -94,7 +116,7 @@ test: test-deps check
 	$(MAKE) --no-print-directory musl
 	$(MAKE) --no-print-directory all
 
-valgrind: all helpers bats
+valgrind: all helpers have-bats
 	@if command -v valgrind >/dev/null 2>&1; then \
 	  FDSEND_VALGRIND=1 bats test/valgrind.bats; \
 	else echo "valgrind: not installed, subset skipped"; fi
@@ -138,15 +160,18 @@ bench: all test/server $(BENCH)
 	@sh bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPDIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 644 man/fdsend.1 man/fdrecv.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 completions/fdsend.bash $(DESTDIR)$(COMPDIR)/fdsend
+	install -m 644 completions/fdsend.bash $(DESTDIR)$(COMPDIR)/fdrecv
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/fdsend $(DESTDIR)$(BINDIR)/fdrecv \
-	      $(DESTDIR)$(MANDIR)/man1/fdsend.1 $(DESTDIR)$(MANDIR)/man1/fdrecv.1
+	      $(DESTDIR)$(MANDIR)/man1/fdsend.1 $(DESTDIR)$(MANDIR)/man1/fdrecv.1 \
+	      $(DESTDIR)$(COMPDIR)/fdsend $(DESTDIR)$(COMPDIR)/fdrecv
 
 clean:
 	rm -f $(BINS) $(HELPERS) $(BENCH) test/fuzz-libfuzzer .build-flags
 
-.PHONY: all helpers bats test-deps check test valgrind fuzz musl demo bench install uninstall clean FORCE
+.PHONY: all helpers have-bats test-deps check check-busy test valgrind fuzz musl demo bench install uninstall clean FORCE
