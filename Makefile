@@ -156,6 +156,8 @@ demo: all
 bench/%: bench/%.c
 	$(CC) $(BASE) $(WARN) -O2 $(CFLAGS) -o $@ $<
 
+bench/driver: common.h
+
 bench: all test/server $(BENCH)
 	@sh bench/run.sh
 

@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "../common.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -408,131 +409,40 @@ static void handoff(const char *dir, const char *order, long n, long rounds,
 
 /* ---- holder throughput: one client process, many handoffs ---- */
 
-static uint32_t get32(const unsigned char *p)
-{
-	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-struct conn {
-	int fd;
-	unsigned char buf[4096];
-	size_t off, len;
-	int fds[253];
-	int nfds;
-};
-
-/* One whole frame; its payload is at c->buf + c->off - len afterwards.
- * Descriptors that came with it are collected in c->fds. */
-static int get_frame(struct conn *c, uint32_t *len)
-{
-	int type;
-
-	for (;;) {
-		size_t have = c->len - c->off;
-
-		if (have >= 12) {
-			unsigned char *h = c->buf + c->off;
-
-			if (memcmp(h, "FDHO", 4) || h[4] != 1)
-				die("holder: not a protocol frame from the server");
-			*len = get32(h + 8);
-			if (*len > sizeof(c->buf) - 12)
-				die("holder: frame too long (%u bytes)", *len);
-			if (have >= 12 + *len) {
-				type = h[5];
-				c->off += 12 + *len;
-				return type;
-			}
-		}
-		if (c->off) {
-			memmove(c->buf, c->buf + c->off, have);
-			c->len = have;
-			c->off = 0;
-		}
-		{
-			union {
-				struct cmsghdr h;
-				char b[CMSG_SPACE(253 * sizeof(int))];
-			} u;
-			struct iovec iov = { c->buf + c->len, sizeof(c->buf) - c->len };
-			struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-					    .msg_control = u.b,
-					    .msg_controllen = sizeof(u.b) };
-			ssize_t r = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				die("holder: server hung up (%s)",
-				    r ? strerror(errno) : "end of stream");
-			if (m.msg_flags & MSG_CTRUNC)
-				die("holder: control data truncated");
-			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm;
-			     cm = CMSG_NXTHDR(&m, cm)) {
-				size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-				if (cm->cmsg_level != SOL_SOCKET ||
-				    cm->cmsg_type != SCM_RIGHTS ||
-				    c->nfds + k > 253)
-					die("holder: unexpected control data");
-				memcpy(c->fds + c->nfds, CMSG_DATA(cm), k * sizeof(int));
-				c->nfds += (int)k;
-			}
-			c->len += (size_t)r;
-		}
-	}
-}
-
-static void put_frame(int fd, int type, uint32_t count)
-{
-	unsigned char f[16] = { 'F', 'D', 'H', 'O', 1, (unsigned char)type };
-	size_t len = 12;
-
-	if (type == 4) {        /* HELD: u32 count */
-		f[8] = 4;
-		f[12] = count & 0xff;
-		f[13] = (count >> 8) & 0xff;
-		f[14] = (count >> 16) & 0xff;
-		f[15] = count >> 24;
-		len = 16;
-	}
-	if (send(fd, f, len, MSG_NOSIGNAL) != (ssize_t)len)
-		die("holder: send: %s", strerror(errno));
-}
-
 /* Connect, OFFER, GO, FDS (closing what came, but the first one when
- * keep is set: it lands in *keep), HELD, hang up. */
+ * keep is set: it lands in *keep), HELD, hang up: the frames are read and
+ * written with the tools' own code (common.h). */
 static void fetch_fds(const struct sockaddr_un *sa, int *keep)
 {
-	struct conn c;
+	const unsigned char *p;
+	unsigned char held[4];
+	struct inbox ib;
 	uint32_t len, want;
-	int type;
+	int type, fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	c.off = c.len = 0;
-	c.nfds = 0;
-	c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c.fd < 0 || connect(c.fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0)
+	if (fd < 0 || connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0)
 		die("holder: %s: %s", sa->sun_path, strerror(errno));
-	type = get_frame(&c, &len);
-	if (type != 1 || len < 12)
-		die("holder: expected OFFER, got frame type %d", type);
-	want = get32(c.buf + c.off - len);
-	if (want < 1 || want > 253)
+	inbox_init(&ib, fd);
+	if (inbox_frame(&ib, &type, &p, &len, NO_DEADLINE) != 1 || type != T_OFFER ||
+	    len < 12)
+		die("holder: expected OFFER (%s)", ib.why[0] ? ib.why : "end of stream");
+	want = get32(p);
+	if (want < 1 || want > FDS_PER_MSG || inbox_expect(&ib, want) < 0)
 		die("holder: offer of %u descriptors", want);
-	put_frame(c.fd, 2, 0);
-	while ((uint32_t)c.nfds < want) {
-		type = get_frame(&c, &len);
-		if (type != 3)
-			die("holder: expected FDS, got frame type %d", type);
+	if (send_frame(fd, T_GO, NULL, 0, NO_DEADLINE) < 0)
+		die("holder: send: %s", strerror(errno));
+	while (ib.nfds < want)
+		if (inbox_frame(&ib, &type, &p, &len, NO_DEADLINE) != 1 || type != T_FDS)
+			die("holder: expected FDS (%s)", ib.why[0] ? ib.why : "end of stream");
+	put32(held, (uint32_t)ib.nfds);
+	if (send_frame(fd, T_HELD, held, 4, NO_DEADLINE) < 0)
+		die("holder: send: %s", strerror(errno));
+	if (keep) {
+		*keep = ib.fds[0];
+		ib.fds[0] = -1;   /* inbox_free closes the others */
 	}
-	put_frame(c.fd, 4, (uint32_t)c.nfds);
-	for (int i = 0; i < c.nfds; i++)
-		if (i || !keep)
-			close(c.fds[i]);
-	if (keep)
-		*keep = c.fds[0];
-	close(c.fd);
+	inbox_free(&ib);
+	close(fd);
 }
 
 static void fetch_one(const struct sockaddr_un *sa)
