@@ -158,7 +158,20 @@ bench/%: bench/%.c
 
 bench/driver: common.h
 
-bench: all test/server $(BENCH)
+# The same sources linked statically, with glibc and, where musl-gcc is,
+# with musl, for bench/run.sh to weigh and time beside the default build.
+STATIC_BUILDS = $(foreach t,$(BINS),bench/static-glibc/$(t)) \
+	$(if $(shell command -v musl-gcc),$(foreach t,$(BINS),bench/static-musl/$(t)))
+
+bench/static-glibc/%: %.c common.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE) $(WARN) $(TIGHT) $(CFLAGS) -o $@ $< $(TIGHTLD) $(LDFLAGS) -static
+
+bench/static-musl/%: %.c common.h
+	@mkdir -p $(@D)
+	musl-gcc $(BASE) $(WARN) $(TIGHT) -Os -o $@ $< $(TIGHTLD) -static
+
+bench: all test/server $(BENCH) $(STATIC_BUILDS)
 	@sh bench/run.sh
 
 install: all
@@ -175,5 +188,6 @@ uninstall:
 
 clean:
 	rm -f $(BINS) $(HELPERS) $(BENCH) test/fuzz-libfuzzer .build-flags
+	rm -rf bench/static-glibc bench/static-musl
 
 .PHONY: all helpers have-bats test-deps check check-busy test valgrind fuzz musl demo bench install uninstall clean FORCE

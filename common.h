@@ -41,7 +41,19 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* pidfd system calls, for C libraries that do not name them yet */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 /* ---- base ---- */
 

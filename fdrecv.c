@@ -1074,12 +1074,6 @@ static int run_command(const struct receiver *r)
 
 /* ---- a watched start: --ready and --replace ---- */
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 
 /* An instance of the service: its pid, and a pidfd that stays its own
  * even after the pid is recycled. */

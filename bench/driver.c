@@ -42,12 +42,6 @@
 #include <unistd.h>
 #include "../common.h"
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 
 extern char **environ;
 
@@ -396,8 +390,11 @@ static void handoff(const char *dir, const char *order, long n, long rounds,
 		one_round(first, recv_first, (size_t)i);
 		one_round(first == &tool ? &raw : &tool, recv_first, (size_t)i);
 	}
-	snprintf(label, sizeof(label), "%ld fd%s, %s first", n,
-		 n == 1 ? "" : "s", recv_first ? "receiver" : "sender");
+	/* FDBENCH_BUILD names a build other than the default (static, musl) */
+	snprintf(label, sizeof(label), "%ld fd%s, %s first%s%s", n,
+		 n == 1 ? "" : "s", recv_first ? "receiver" : "sender",
+		 getenv("FDBENCH_BUILD") ? ", " : "",
+		 getenv("FDBENCH_BUILD") ? getenv("FDBENCH_BUILD") : "");
 	snprintf(nr, sizeof(nr), "%ld", rounds);
 	ratio_ci(ci, tool.t, raw.t, (size_t)rounds);
 	tm = median(tool.t, (size_t)rounds);

@@ -139,6 +139,47 @@ default_backlog() {
 	echo $((cap < 4096 ? cap : 4096))
 }
 
+# ---- acting as other users, and writing protocol frames by hand ----
+
+# "${AS_NOBODY[@]}" CMD...: CMD as uid/gid 65534; AS_OTHER: as uid/gid 65533.
+AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+AS_OTHER=(setpriv --reuid=65533 --regid=65533 --clear-groups)
+
+need_other_users() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to act as other users"
+	command -v setpriv >/dev/null || skip "setpriv is not installed"
+	"${AS_NOBODY[@]}" true 2>/dev/null || skip "setpriv cannot switch to uid 65534"
+	"${AS_OTHER[@]}" true 2>/dev/null || skip "setpriv cannot switch to uid 65533"
+}
+
+# bg_guarded SECONDS CMD...: bg with a longer guard than bg's 20 s.
+bg_guarded() {
+	local secs=$1
+	shift
+	timeout -k 2 "$secs" "$@" 3>&- &
+	BG=$!
+	BG_PIDS+=("$BG")
+}
+
+# frame TYPE PAYLOAD_HEX: one protocol frame, as hex (header: "FDHO", v1, type, 0, length LE).
+frame() {
+	local p=${2// /}
+	local n=$((${#p} / 2))
+	printf '4644484f01%02x0000%s%s' "$1" "$(le32 "$n")" "$p"
+}
+
+# le32 N: N as 4 little-endian bytes, in hex.
+le32() {
+	printf '%02x%02x%02x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255))
+}
+
+# offer COUNT FLAGS: an OFFER payload with COUNT unnamed descriptors.
+offer() {
+	local names
+	names=$(printf '00%.0s' $(seq "$1"))
+	printf '%s%s%s%s' "$(le32 "$1")" "$(le32 "$2")" "$(le32 "$1")" "$names"
+}
+
 # absent PATH: nothing at PATH, not even a dangling link.
 absent() {
 	[ ! -e "$1" ] && [ ! -L "$1" ]
