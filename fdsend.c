@@ -173,38 +173,40 @@ static void add_activated(struct sender *s)
 	unsetenv("LISTEN_FDNAMES");
 }
 
+enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
+       OPT_ALLOW, OPT_MODE, OPT_NONBLOCK };
+
+static const struct option long_opts[] = {
+	{ "abstract", no_argument, NULL, 'a' },
+	{ "blocking", no_argument, NULL, 'b' },
+	{ "fd", required_argument, NULL, 'f' },
+	{ "fdname", required_argument, NULL, OPT_FDNAME },
+	{ "no-ack", no_argument, NULL, OPT_NOACK },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "listen-fds", no_argument, NULL, 'L' },
+	{ "pid", required_argument, NULL, 'p' },
+	{ "dup", no_argument, NULL, 'd' },
+	{ "serve", no_argument, NULL, OPT_SERVE },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "backlog", required_argument, NULL, OPT_BACKLOG },
+	{ "allow-uid", required_argument, NULL, OPT_ALLOW },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ 0 }
+};
+
 static void parse_args(struct sender *s, int argc, char **argv)
 {
-	enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
-	       OPT_ALLOW, OPT_MODE, OPT_NONBLOCK };
-	static const struct option opts[] = {
-		{ "abstract", no_argument, NULL, 'a' },
-		{ "blocking", no_argument, NULL, 'b' },
-		{ "fd", required_argument, NULL, 'f' },
-		{ "fdname", required_argument, NULL, OPT_FDNAME },
-		{ "no-ack", no_argument, NULL, OPT_NOACK },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "listen-fds", no_argument, NULL, 'L' },
-		{ "pid", required_argument, NULL, 'p' },
-		{ "dup", no_argument, NULL, 'd' },
-		{ "serve", no_argument, NULL, OPT_SERVE },
-		{ "count", required_argument, NULL, OPT_COUNT },
-		{ "backlog", required_argument, NULL, OPT_BACKLOG },
-		{ "allow-uid", required_argument, NULL, OPT_ALLOW },
-		{ "mode", required_argument, NULL, OPT_MODE },
-		{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 }
-	};
 	int abstract = 0, c;
 
 	memset(s, 0, sizeof(*s));
 	s->timeout = NO_DEADLINE;
 	s->backlog = SOMAXCONN;
 	s->mode = 0600;
-	while ((c = getopt_long(argc, argv, "abf:t:Lp:dvhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "abf:t:Lp:dvhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
 		case 'b': break;
@@ -654,6 +656,7 @@ struct peer {
 	int status;             /* exit status that goes with why */
 	int quiet;              /* gone before a word: a probe, not a failure */
 	char why[1100];
+	char comm[20];          /* --verbose: its command name, read at connect */
 	struct inbox ib;
 };
 
@@ -846,15 +849,35 @@ static void peer_timed_out(struct peer *p)
 		  : "no answer from receiver (timed out)");
 }
 
+/* The command name of pid, fit to print; "?" once it is gone. */
+static void command_name(pid_t pid, char *comm, size_t size)
+{
+	char path[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	if ((n = read_small(path, comm, size, NULL)) > 0)
+		comm[n - (comm[n - 1] == '\n')] = 0;
+	else
+		snprintf(comm, size, "?");
+	for (char *c = comm; *c; c++)
+		if (*c < ' ' || *c > '~')
+			*c = '?';
+}
+
 /* A new receiver on fd: its handoff starts, or, when its uid may not
  * have the descriptors, it is refused (-1, p->why; *cr says who). */
 static int admit_peer(const struct sender *s, struct peer *p, int fd,
 		      msec_t deadline, struct ucred *cr)
 {
 	char why[100];
+	int allowed;
 
 	peer_init(p, fd, deadline);
-	if (peer_allowed(fd, &s->allow, cr))
+	allowed = peer_allowed(fd, &s->allow, cr);
+	if (s->verbose)   /* now: a receiver may be gone by the time it is told */
+		command_name(cr->pid, p->comm, sizeof(p->comm));
+	if (allowed)
 		return 0;
 	send_refusal(fd, not_allowed(cr, why, sizeof(why)));
 	return peer_fail(p, ST_HANDOFF, "not allowed (see --allow-uid)");
@@ -904,29 +927,20 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 static void log_peer(const struct sender *s, const struct peer *p,
 		     const struct ucred *cr)
 {
-	char comm[32], path[32], when[32];
+	char when[32];
 	struct timespec now;
 	struct tm tm;
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)cr->pid);
-	if ((n = read_small(path, comm, sizeof(comm), NULL)) > 0)
-		comm[n - (comm[n - 1] == '\n')] = 0;
-	else
-		snprintf(comm, sizeof(comm), "?");
-	for (char *c = comm; *c; c++)
-		if (*c < ' ' || *c > '~')
-			*c = '?';
 	clock_gettime(CLOCK_REALTIME, &now);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", localtime_r(&now.tv_sec, &tm));
 	if (p->status)
 		say_now("%s: %s.%03ld receiver pid %d uid %u (%s): refused: %s",
 			s->chan.label, when, now.tv_nsec / 1000000, (int)cr->pid,
-			(unsigned)cr->uid, comm, p->why);
+			(unsigned)cr->uid, p->comm, p->why);
 	else
 		say_now("%s: %s.%03ld receiver pid %d uid %u (%s): handed %zu descriptor%s",
 			s->chan.label, when, now.tv_nsec / 1000000, (int)cr->pid,
-			(unsigned)cr->uid, comm, s->nsrc, s->nsrc == 1 ? "" : "s");
+			(unsigned)cr->uid, p->comm, s->nsrc, s->nsrc == 1 ? "" : "s");
 }
 
 /* A receiver is done with: told in the log (--verbose), or, failed, in a
@@ -950,105 +964,128 @@ static void drop_peer(const struct sender *s, struct peer *p,
 
 #define MAX_PEERS 512
 
+/* The receivers a holder serves at once, and what it knows of them. */
+struct holder {
+	struct peer peers[MAX_PEERS];
+	size_t np;
+	unsigned long served;   /* handoffs completed */
+	struct warn_limit wl;
+};
+
+/* Moves every receiver on whose descriptor poll found ready, or whose
+ * time is up; those that are done leave the table. */
+static void step_peers(const struct sender *s, const struct offer_msg *m,
+		       struct holder *h, const struct pollfd *pf, int polled)
+{
+	msec_t now = now_ms();
+	size_t k = 0;
+
+	for (size_t i = 0; i < h->np; i++) {
+		struct peer *p = &h->peers[i];
+		int st = 0;
+
+		if (polled > 0 && pf[i].revents)
+			st = step(s, m, p);
+		else if (now >= p->deadline) {
+			peer_timed_out(p);
+			st = -1;
+		}
+		if (st == 0) {
+			h->peers[k++] = *p;
+			continue;
+		}
+		h->served += st > 0;
+		drop_peer(s, p, &h->wl);
+	}
+	h->np = k;
+}
+
+/* A newcomer on the listening socket: admitted and started, or refused. */
+static void accept_peer(const struct sender *s, const struct offer_msg *m,
+			struct holder *h, int lfd, msec_t per_peer)
+{
+	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), r;
+	struct peer *p = &h->peers[h->np];
+	struct ucred cr;
+
+	if (c < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			warn_peer(&h->wl, s->chan.label, "receivers", "%s: accept: %s",
+				  s->chan.label, strerror(errno));
+		return;
+	}
+	r = admit_peer(s, p, c, now_ms() + per_peer, &cr);
+	if (r == 0)
+		r = step(s, m, p);
+	if (r == 0) {
+		h->np++;
+		return;
+	}
+	h->served += r > 0;
+	drop_peer(s, p, &h->wl);
+}
+
+/* How long ppoll may sleep: until the first receiver's deadline, or the
+ * end of the warnings' second; NULL for ever. */
+static struct timespec *poll_timeout(const struct holder *h, struct timespec *ts)
+{
+	msec_t next = warnings_due(&h->wl), left;
+
+	for (size_t i = 0; i < h->np; i++)
+		next = earlier(next, h->peers[i].deadline);
+	if (next == NO_DEADLINE)
+		return NULL;
+	left = next - now_ms();
+	if (left < 0)
+		left = 0;
+	ts->tv_sec = left / 1000;
+	ts->tv_nsec = left % 1000 * 1000000;
+	return ts;
+}
+
 /* --serve: every receiver that connects gets copies of the descriptors;
  * handoffs go on side by side, each bounded by the per-peer timeout. */
 static void serve(const struct sender *s, const struct offer_msg *m)
 {
-	static struct peer peers[MAX_PEERS];
+	static struct holder h;
 	struct pollfd pf[MAX_PEERS + 1];
 	msec_t per_peer = s->timeout == NO_DEADLINE ? PEER_TIMEOUT_MS : s->timeout;
-	unsigned long served = 0;
-	size_t np = 0;
 	sigset_t stop, none;
-	struct warn_limit wl = { 0, 0, 0 };
 	struct owned *own;
-	int lfd;
+	int lfd, r;
 
 	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&stop, stop_sigs[i]);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
 	lfd = listen_chan(&s->chan, s->backlog, s->mode, FOR_HANDOFF, &own);
-	while (!stop_signal && (!s->count || served < s->count)) {
-		msec_t next = warnings_due(&wl), now;
-		struct timespec ts, *tsp = NULL;
-		size_t k = 0, lidx = np;
-		int r;
+	while (!stop_signal && (!s->count || h.served < s->count)) {
+		struct timespec ts;
+		size_t np = h.np;
 
-		for (size_t i = 0; i < np; i++) {
-			pf[i] = (struct pollfd){ .fd = peers[i].fd, .events = peers[i].events };
-			next = earlier(next, peers[i].deadline);
-		}
+		for (size_t i = 0; i < np; i++)
+			pf[i] = (struct pollfd){ .fd = h.peers[i].fd, .events = h.peers[i].events };
 		/* at the limit, newcomers wait in the backlog */
 		pf[np] = (struct pollfd){ .fd = np < MAX_PEERS ? lfd : -1, .events = POLLIN };
-		if (next != NO_DEADLINE) {
-			msec_t left = next - now_ms();
-
-			if (left < 0)
-				left = 0;
-			ts.tv_sec = left / 1000;
-			ts.tv_nsec = left % 1000 * 1000000;
-			tsp = &ts;
-		}
-		r = ppoll(pf, np + 1, tsp, &none);
+		r = ppoll(pf, np + 1, poll_timeout(&h, &ts), &none);
 		if (r < 0 && errno != EINTR)
 			err(ST_SYSTEM, "poll");
-		now = now_ms();
-		for (size_t i = 0; i < np; i++) {
-			struct peer *p = &peers[i];
-			int st = 0;
-
-			if (r > 0 && pf[i].revents)
-				st = step(s, m, p);
-			else if (now >= p->deadline) {
-				peer_timed_out(p);
-				st = -1;
-			}
-			if (st == 0) {
-				peers[k++] = *p;
-				continue;
-			}
-			served += st > 0;
-			drop_peer(s, p, &wl);
-		}
-		np = k;
-		if (r > 0 && (pf[lidx].revents & POLLIN)) {
-			int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-			if (c >= 0) {
-				struct peer *p = &peers[np];
-				struct ucred cr;
-
-				r = admit_peer(s, p, c, now + per_peer, &cr);
-				if (r == 0)
-					r = step(s, m, p);
-				if (r == 0)
-					np++;
-				else {
-					served += r > 0;
-					drop_peer(s, p, &wl);
-				}
-			} else if (errno != EAGAIN && errno != EINTR &&
-				   errno != ECONNABORTED) {
-				warn_peer(&wl, s->chan.label, "receivers",
-					  "%s: accept: %s", s->chan.label,
-					  strerror(errno));
-			}
-		}
-		flush_warnings(&wl, s->chan.label, "receivers", 0);
+		step_peers(s, m, &h, pf, r);
+		if (r > 0 && (pf[np].revents & POLLIN))
+			accept_peer(s, m, &h, lfd, per_peer);
+		flush_warnings(&h.wl, s->chan.label, "receivers", 0);
 	}
-	for (size_t i = 0; i < np; i++) {
-		peer_fail(&peers[i], ST_HANDOFF, "the holder stopped");
-		drop_peer(s, &peers[i], &wl);
+	for (size_t i = 0; i < h.np; i++) {
+		peer_fail(&h.peers[i], ST_HANDOFF, "the holder stopped");
+		drop_peer(s, &h.peers[i], &h.wl);
 	}
 	close(lfd);
 	/* only the holder's own socket goes: unix: listeners may live on in
 	 * the service */
 	remove_file(own);
 	disown_all();
-	flush_warnings(&wl, s->chan.label, "receivers", 1);
+	flush_warnings(&h.wl, s->chan.label, "receivers", 1);
 }
 
 static void free_sender(struct sender *s, struct offer_msg *m)
