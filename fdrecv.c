@@ -51,31 +51,28 @@ static const char usage_text[] =
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
 	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdrecv(1).\n";
 
-/* Signal names for --stop-signal and for messages. */
-static const struct {
-	int sig;
-	const char *name;
-} signames[] = {
-	{ SIGHUP, "HUP" }, { SIGINT, "INT" }, { SIGQUIT, "QUIT" },
-	{ SIGILL, "ILL" }, { SIGTRAP, "TRAP" }, { SIGABRT, "ABRT" },
-	{ SIGBUS, "BUS" }, { SIGFPE, "FPE" }, { SIGKILL, "KILL" },
-	{ SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" }, { SIGUSR2, "USR2" },
-	{ SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" }, { SIGTERM, "TERM" },
-	{ SIGCHLD, "CHLD" }, { SIGCONT, "CONT" }, { SIGSTOP, "STOP" },
-	{ SIGTSTP, "TSTP" }, { SIGTTIN, "TTIN" }, { SIGTTOU, "TTOU" },
-	{ SIGURG, "URG" }, { SIGXCPU, "XCPU" }, { SIGXFSZ, "XFSZ" },
-	{ SIGVTALRM, "VTALRM" }, { SIGPROF, "PROF" }, { SIGWINCH, "WINCH" },
-	{ SIGIO, "IO" }, { SIGPWR, "PWR" }, { SIGSYS, "SYS" },
+/* Signal names for --stop-signal and for messages, by number (the
+ * numbers of Linux on every architecture this builds for). */
+static const char signames[][7] = {
+	[SIGHUP] = "HUP", [SIGINT] = "INT", [SIGQUIT] = "QUIT",
+	[SIGILL] = "ILL", [SIGTRAP] = "TRAP", [SIGABRT] = "ABRT",
+	[SIGBUS] = "BUS", [SIGFPE] = "FPE", [SIGKILL] = "KILL",
+	[SIGUSR1] = "USR1", [SIGSEGV] = "SEGV", [SIGUSR2] = "USR2",
+	[SIGPIPE] = "PIPE", [SIGALRM] = "ALRM", [SIGTERM] = "TERM",
+	[SIGCHLD] = "CHLD", [SIGCONT] = "CONT", [SIGSTOP] = "STOP",
+	[SIGTSTP] = "TSTP", [SIGTTIN] = "TTIN", [SIGTTOU] = "TTOU",
+	[SIGURG] = "URG", [SIGXCPU] = "XCPU", [SIGXFSZ] = "XFSZ",
+	[SIGVTALRM] = "VTALRM", [SIGPROF] = "PROF", [SIGWINCH] = "WINCH",
+	[SIGIO] = "IO", [SIGPWR] = "PWR", [SIGSYS] = "SYS",
 };
+#define NSIGNAMES (int)(sizeof(signames) / sizeof(signames[0]))
 
 static const char *signame(int sig, char *buf, size_t size)
 {
-	for (size_t i = 0; i < sizeof(signames) / sizeof(signames[0]); i++)
-		if (signames[i].sig == sig) {
-			snprintf(buf, size, "SIG%s", signames[i].name);
-			return buf;
-		}
-	snprintf(buf, size, "signal %d", sig);
+	if (sig > 0 && sig < NSIGNAMES && signames[sig][0])
+		snprintf(buf, size, "SIG%s", signames[sig]);
+	else
+		snprintf(buf, size, "signal %d", sig);
 	return buf;
 }
 
@@ -197,9 +194,9 @@ static int parse_signal(const char *s)
 	const char *name = strncmp(s, "SIG", 3) ? s : s + 3;
 	unsigned long n;
 
-	for (size_t i = 0; i < sizeof(signames) / sizeof(signames[0]); i++)
-		if (!strcmp(name, signames[i].name))
-			return signames[i].sig;
+	for (int i = 1; i < NSIGNAMES; i++)
+		if (signames[i][0] && !strcmp(name, signames[i]))
+			return i;
 	if (parse_digits(s, (unsigned long)SIGRTMAX, &n) && n > 0)
 		return (int)n;
 	usage_error("invalid signal: '%s' (expected a name such as TERM, or a number)",
@@ -735,9 +732,9 @@ static void set_listen_env(const struct handoff *h)
 	if (!(names = malloc(len + 1)))
 		err(ST_SYSTEM, "malloc");
 	join_names(h->names, h->n, names, &named);
-	snprintf(num, sizeof(num), "%zu", h->n);
+	put_decimal(num, h->n);
 	setenv("LISTEN_FDS", num, 1);
-	snprintf(num, sizeof(num), "%d", (int)getpid());   /* exec keeps the pid */
+	put_decimal(num, (unsigned long)getpid());   /* exec keeps the pid */
 	setenv("LISTEN_PID", num, 1);
 	/* too long for the kernel only when all are unnamed (offers with names
 	 * were checked): without it, sd_listen_fds_with_names(3) says UNNAMED */
@@ -1136,14 +1133,13 @@ static pid_t pid_in(const char *text)
 static unsigned long long start_ticks(pid_t pid)
 {
 	char path[32], buf[1024], *p;
-	unsigned long long ticks;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_small(path, buf, sizeof(buf), NULL) <= 0 || !(p = strrchr(buf, ')')) ||
-	    sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-			  "%*s %*s %*s %*s %*s %*s %*s %llu", &ticks) != 1)
+	if (read_small(path, buf, sizeof(buf), NULL) <= 0 || !(p = strrchr(buf, ')')))
 		return 0;
-	return ticks;
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
 /* The same start time on the wall clock, in nanoseconds, for comparing
@@ -1172,11 +1168,10 @@ static int is_named_instance(const char *pidfile, const struct stat *st, pid_t p
 {
 	char rec[24];
 	ssize_t n = getxattr(pidfile, START_XATTR, rec, sizeof(rec) - 1);
-	unsigned long long ticks;
 
 	if (n > 0) {
 		rec[n] = 0;
-		return sscanf(rec, "%llu", &ticks) == 1 && ticks == start_ticks(pid);
+		return strtoull(rec, NULL, 10) == start_ticks(pid);
 	}
 	return started_at(pid) <= (int64_t)st->st_mtim.tv_sec * 1000000000 +
 				  st->st_mtim.tv_nsec + RECYCLE_SLACK_NS;
