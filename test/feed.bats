@@ -131,15 +131,15 @@ start_owner() {
 	assert_file "$T/out" "3 name=udp-$UPORT kind=socket access=rdwr family=inet type=dgram state=bound local=127.0.0.1:$UPORT"
 }
 
-@test "--pid with an address: the socket that arrives is the very listener (a connection to the port reaches the receiver's copy)" {
+@test "--pid with an address: the socket that arrives is the very listener (a client of the port is served through it)" {
 	start_owner
-	bg fdrecv -t 10 "$S" -- sh -c 'exec server ask 127.0.0.1 '"$TPORT"' </dev/null >/dev/null 2>&1 & exec fdtool lsfd'
+	# the owner never accepts: only a server holding the same socket answers
+	bg fdrecv -t 10 "$S" -- server
+	srv_bg=$BG
 	run -0 t fdsend -t 10 --pid "$OWNER" "$S" "tcp:127.0.0.1:$TPORT"
-	reap_ok "$BG"
-	bg fdrecv -t 10 "$S"
-	recv=$BG
-	run -0 t fdsend -t 10 --pid "$OWNER" "$S" "tcp:127.0.0.1:$TPORT"
-	reap "$recv"
+	srv=$(child_of "$srv_bg")
+	run -0 t server ask 127.0.0.1 "$TPORT"
+	assert_output_lines "pid $srv"
 }
 
 @test "--pid with an address: no match lists what the process has (exit 2), and a stream address never takes a datagram socket" {

@@ -29,7 +29,7 @@ need() {
 # bg_for SECONDS CMD...: bg under a guard of SECONDS, for what outlives 20
 # restarts (a gunicorn restart takes a second or two).
 bg_for() {
-	timeout -k 2 "$1" "${@:2}" 3>&- &
+	timeout -k 2 "$(($1 * SLOW))" "${@:2}" 3>&- &
 	BG=$!
 	BG_PIDS+=("$BG")
 }
@@ -38,7 +38,7 @@ bg_for() {
 # ASan build and a Python server start slowly).
 wait_for() {
 	local i
-	for ((i = 0; i < $1 * 100; i++)); do
+	for ((i = 0; i < $1 * 100 * SLOW; i++)); do
 		"${@:2}" && return 0
 		sleep 0.01
 	done
