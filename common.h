@@ -533,6 +533,8 @@ static inline void runtime_dir(char *dir, size_t size)
 	const char *x = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 
+	if (x && *x && *x != '/' && geteuid() != 0)
+		errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not an absolute path", x);
 	if (x && *x == '/') {
 		int mine = lstat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
 			   st.st_uid == geteuid();
@@ -811,6 +813,12 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 		bind_spot(fd, c, &sp, sp.name, &c->sa, c->salen, mode, *own);
 		if (listen(fd, backlog) < 0)
 			err(ST_SYSTEM, "%s: listen", c->label);
+		/* until listen(2), another tool sees a socket that refuses,
+		 * takes it for stale and replaces it: then it is theirs */
+		if (!still_ours(*own)) {
+			disown(*own);
+			errx(ST_SYSTEM, "%s: in use by another listener", c->label);
+		}
 	} else {
 		struct owned *t = owned_entry(sp.dirfd, tname);
 

@@ -606,11 +606,9 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 		flush_warnings(&wl, r->chan.label, "senders", 0);
 		if (w == 0 && now_ms() < deadline)
 			continue;
-		if (w == 0) {
-			close(lfd);
+		if (w == 0)   /* lfd stays open until exit has removed the file */
 			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
 			     r->chan.label);
-		}
 		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
 					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -1043,8 +1041,9 @@ static void restore_nofile(const struct rlimit *start, int top)
 }
 
 /* Runs COMMAND where it was found, as execvp(3) would: a file the kernel
- * cannot run is handed to the shell. Returns only on failure. */
-static int run_command(const struct receiver *r)
+ * cannot run is handed to the shell. Returns only on failure, told on
+ * err_fd (a copy of fdrecv's stderr). */
+static int run_command(const struct receiver *r, int err_fd)
 {
 	size_t n = 0;
 	char **argv;
@@ -1064,7 +1063,10 @@ static int run_command(const struct receiver *r)
 		}
 	}
 	e = errno;
-	warn("%s", r->cmd[0]);
+	/* fd 2 may hold a received descriptor now: say it on fdrecv's own
+	 * stderr, or (err_fd -1, a watched child) leave it to the parent */
+	if (err_fd >= 0 && dup2(err_fd, 2) == 2)
+		warn("%s", r->cmd[0]);
 	errno = e;
 	return e == ENOENT ? ST_NOT_FOUND : ST_CANNOT_RUN;
 }
@@ -1194,6 +1196,10 @@ static void pin_old(const char *pidfile, struct instance *old)
 		return;
 	if (n < 0)
 		err(ST_SYSTEM, "%s", pidfile);
+	/* another user could name any process in it */
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		errx(ST_SYSTEM, "%s: owned by uid %u, not by uid %u or root: not trusted",
+		     pidfile, (unsigned)st.st_uid, (unsigned)geteuid());
 	/* nothing at all: a first start */
 	if ((pid = pid_in(buf)) < 0)
 		errx(ST_SYSTEM, "%s: not a process ID: '%.*s'", pidfile,
@@ -1224,23 +1230,38 @@ struct watch {
 	sigset_t let_in;        /* the mask ppoll lets the stop signals in with */
 };
 
-/* --ready notify: a datagram socket of our own, under an abstract name
- * the kernel picks (autobind); NOTIFY_SOCKET tells COMMAND where. */
+/* --ready notify: a datagram socket of our own in the private per-user
+ * directory, so that no other user can take its name over once fdrecv is
+ * gone (an abstract name could be bound by anybody); NOTIFY_SOCKET tells
+ * COMMAND where, and the file goes when fdrecv exits. */
 static void open_notify(struct watch *w, char *env, size_t size)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len = sizeof(sa_family_t);
+	struct chan c;
+	struct spot sp;
+	struct owned *own;
+	struct stat st;
+	char name[48];
 	int one = 1;
 
+	memcpy(name, ".notify.", 8);
+	put_decimal(name + 8, (unsigned long)getpid());
+	resolve_chan(&c, name, 0);
 	w->notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (w->notify < 0 ||
-	    setsockopt(w->notify, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
-	    bind(w->notify, (struct sockaddr *)&sa, len) < 0 ||
-	    getsockname(w->notify, (struct sockaddr *)&sa, (len = sizeof(sa), &len)) < 0)
+	    setsockopt(w->notify, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
 		err(ST_SYSTEM, "notify socket");
-	snprintf(env, size, "@%.*s",
-		 (int)(len - offsetof(struct sockaddr_un, sun_path) - 1),
-		 sa.sun_path + 1);
+	open_spot(&c, &sp);
+	own = owned_entry(sp.dirfd, sp.name);
+	close(sp.dirfd);
+	/* a left-over of an earlier fdrecv with this pid, in our own directory */
+	unlink(c.sa.sun_path);
+	if (bind(w->notify, (struct sockaddr *)&c.sa, c.salen) < 0 ||
+	    lstat(c.sa.sun_path, &st) < 0)
+		err(ST_SYSTEM, "%s", c.label);
+	claim(own, &st);
+	/* resolve_chan refused anything longer than sun_path */
+	memcpy(env, c.sa.sun_path, size);
+	env[size - 1] = 0;
 }
 
 static int has_line(const char *text, const char *line)
@@ -1323,10 +1344,16 @@ static int pidfile_says(const char *path, pid_t pid)
 static void start_instance(const struct receiver *r, struct watch *w,
 			   const sigset_t *start_mask)
 {
-	char notify_env[64], num[24];
+	char notify_env[sizeof(((struct sockaddr_un *)0)->sun_path)], num[24];
+	struct sigaction dfl, chld[1];
 	int pipefd[2];
 	pid_t pid;
 
+	/* a SIGCHLD ignored by whoever started fdrecv would reap the instance
+	 * behind its back, and free its pid for another process */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &dfl, chld);
 	w->notify = w->inotify = -1;
 	if (r->ready == READY_NOTIFY)
 		open_notify(w, notify_env, sizeof(notify_env));
@@ -1346,9 +1373,12 @@ static void start_instance(const struct receiver *r, struct watch *w,
 		}
 		if (r->ready == READY_NOTIFY)
 			setenv("NOTIFY_SOCKET", notify_env, 1);
-		sigprocmask(SIG_SETMASK, start_mask, NULL);
+		/* dispositions first: a stop signal pending since the fork
+		 * must not run fdrecv's handler here */
 		restore_signals();
-		e = run_command(r);
+		sigaction(SIGCHLD, chld, NULL);
+		sigprocmask(SIG_SETMASK, start_mask, NULL);
+		e = run_command(r, -1);
 		/* the parent learns of the failure from errno, not a message */
 		if (write(pipefd[1], &errno, sizeof(errno)) < 0)
 			_exit(e);
@@ -1367,9 +1397,13 @@ static void describe_exit(pid_t pid, char *why, size_t size)
 	char sig[24];
 	int st;
 
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	pid_t r;
+
+	while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
 		;
-	if (WIFSIGNALED(st))
+	if (r < 0)
+		snprintf(why, size, "exited before it was ready");
+	else if (WIFSIGNALED(st))
 		snprintf(why, size, "was killed by %s before it was ready",
 			 signame(WTERMSIG(st), sig, sizeof(sig)));
 	else
@@ -1388,7 +1422,7 @@ static int await_ready(const struct receiver *r, struct watch *w,
 		       char *why, size_t size, int *status)
 {
 	msec_t deadline = now_ms() + r->ready_timeout;
-	char buf[64];
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1], secs[24];
 
 	*status = ST_ROLLED_BACK;
 	for (;;) {
@@ -1441,7 +1475,7 @@ static int await_ready(const struct receiver *r, struct watch *w,
 		}
 		if (now_ms() >= deadline) {
 			snprintf(why, size, "was not ready after %s s",
-				 seconds(r->ready_timeout, buf, sizeof(buf)));
+				 seconds(r->ready_timeout, secs, sizeof(secs)));
 			return -1;
 		}
 	}
@@ -1476,7 +1510,7 @@ static void write_pidfile(const char *pidfile, pid_t pid, char *tmp, size_t size
 	snprintf(tmp, size, "%.*s.%s.fdrecv.%d", slash ? (int)(slash - pidfile + 1) : 0,
 		 pidfile, slash ? slash + 1 : pidfile, (int)getpid());
 	n = snprintf(text, sizeof(text), "%d\n", (int)pid);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	/* where the file system keeps no user attributes, the file time must do */
 	if (fd >= 0 && (len = snprintf(start, sizeof(start), "%llu", start_ticks(pid))) > 1)
 		fsetxattr(fd, START_XATTR, start, (size_t)len, 0);
@@ -1557,6 +1591,7 @@ static int supervise(const struct receiver *r, struct instance *old,
 		warnx("%s: pid %d %s; rolled back", r->cmd[0], (int)w.child.pid, why);
 		free(manager);
 		if (stop_signal) {   /* then die of it, as without --ready */
+			remove_owned_files();
 			signal(stop_signal, SIG_DFL);
 			sigprocmask(SIG_SETMASK, &start_mask, NULL);
 			raise(stop_signal);
@@ -1613,8 +1648,8 @@ static int recv_by_listening(struct receiver *r, struct handoff *h)
 	catch_signals(1);
 	lfd = listen_chan(&r->chan, SOMAXCONN, r->mode, FOR_HANDOFF, &own);
 	conn = accept_handoff(r, lfd, h, deadline_after(r->timeout));
+	remove_file(own);   /* while it listens: a successor waits for that */
 	close(lfd);
-	remove_file(own);
 	return conn;
 }
 
@@ -1662,8 +1697,8 @@ int main(int argc, char **argv)
 	top = max_target(&r, h.n);
 	if (r.cmd) {
 		move_above(&old.pidfd, top);
-		/* a watching fdrecv still speaks on its own stderr */
-		if (r.ready && top >= 2 && (err_fd = fcntl(2, F_DUPFD_CLOEXEC, top + 1)) < 0)
+		/* fdrecv still speaks on its own stderr, whatever lands on 2 */
+		if ((err_fd = fcntl(2, F_DUPFD_CLOEXEC, top + 1)) < 0)
 			err(ST_SYSTEM, "stderr");
 		place_fds(h.fds, targets, h.n, &conn);
 	}
@@ -1687,7 +1722,7 @@ int main(int argc, char **argv)
 		status = supervise(&r, &old, h.fds, h.n, err_fd);
 	} else {
 		restore_signals();
-		status = run_command(&r);
+		status = run_command(&r, err_fd);
 	}
 	release(&r, &h, targets);
 	return status;

@@ -437,8 +437,11 @@ static int socket_matches(int fd, const char *spec, char *what, size_t size)
 	addr[n] = 0;
 	snprintf(what, size, "%s %s%s", type == SOCK_DGRAM ? "dgram" : "stream",
 		 n ? addr : "(unbound)", acc ? " listening" : "");
-	if (is_unix) {
-		return got.sa.sa_family == AF_UNIX && acc && !strcmp(addr, spec_address(spec));
+	if (is_unix) {   /* the spec in its SOCKET form: NAME, PATH, @NAME */
+		struct chan c;
+
+		resolve_chan(&c, spec_address(spec), 0);
+		return got.sa.sa_family == AF_UNIX && acc && !strcmp(addr, c.label);
 	}
 	match = parse_inet(spec, &want, &wlen) == type && got.sa.sa_family == want.sa.sa_family;
 	if (match && want.sa.sa_family == AF_INET)
@@ -474,7 +477,12 @@ static int take_by_address(const struct pinned *v, const char *spec)
 		if (l < 8 || memcmp(link, "socket:[", 8) ||
 		    !parse_digits(e->d_name, INT_MAX, &num))
 			continue;
-		fd = dup_from_pid(v, (int)num);
+		/* closed by the process since it was listed: not a candidate */
+		if ((fd = (int)syscall(SYS_pidfd_getfd, v->pidfd, (int)num, 0)) < 0 &&
+		    errno == EBADF)
+			continue;
+		if (fd < 0)
+			fd = dup_from_pid(v, (int)num);   /* says why, and exits */
 		if (socket_matches(fd, spec, what, sizeof(what)) &&
 		    fstat(fd, &st) == 0 && (found < 0 || st.st_ino != ino)) {
 			if (found >= 0)
@@ -1080,10 +1088,11 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 		peer_fail(&h.peers[i], ST_HANDOFF, "the holder stopped");
 		drop_peer(s, &h.peers[i], &h.wl);
 	}
-	close(lfd);
-	/* only the holder's own socket goes: unix: listeners may live on in
-	 * the service */
+	/* only the holder's own socket goes, while it still listens (a
+	 * successor waits for that): unix: listeners may live on in the
+	 * service */
 	remove_file(own);
+	close(lfd);
 	disown_all();
 	flush_warnings(&h.wl, s->chan.label, "receivers", 1);
 }

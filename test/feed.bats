@@ -142,6 +142,20 @@ start_owner() {
 	assert_output_lines "pid $srv"
 }
 
+@test "--pid with unix:NAME finds the socket bound at that short name's path" {
+	mkdir -m 700 "$T/run"
+	export XDG_RUNTIME_DIR=$T/run
+	bg fdsend -t 10 "$T/a.sock" unix:svc
+	bg fdrecv -t 10 "$T/a.sock" -- server idle "$T/idle.ready"
+	owner_bg=$BG
+	wait_for_file "$T/idle.ready"
+	owner=$(child_of "$owner_bg")
+	bg fdrecv -t 10 "$S"
+	recv=$BG
+	run -0 t fdsend -t 10 --pid "$owner" "$S" unix:svc
+	reap_ok "$recv"
+}
+
 @test "--pid with an address: no match lists what the process has (exit 2), and a stream address never takes a datagram socket" {
 	start_owner
 	run -2 t fdsend -t 1 --pid "$OWNER" "$S" "tcp:127.0.0.1:$UPORT"

@@ -340,6 +340,24 @@ answers() {
 	assert_file "$T/manager.out" ready "MAINPID=$new" "READY=1" ""
 }
 
+@test "started with SIGCHLD ignored, fdrecv still sees how the new instance ended" {
+	holder_up
+	run t bash -c 'trap "" CHLD; exec "$@"' _ fdrecv -c "$S" --ready notify -- sh -c 'exit 3'
+	[ "$status" -eq 5 ]
+	[[ "$output" =~ ^fdrecv:\ sh:\ pid\ [0-9]+\ exited\ with\ status\ 3\ before\ it\ was\ ready\;\ rolled\ back$ ]]
+}
+
+@test "--replace: a PIDFILE owned by another user is not trusted (exit 1), and nothing starts" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to give a file to another user"
+	holder_up
+	echo 1 >"$T/web.pid"
+	chown 65534 "$T/web.pid"
+	start --ready notify -- -n
+	[ "$status" -eq 1 ]
+	assert_output_lines "fdrecv: $T/web.pid: owned by uid 65534, not by uid 0 or root: not trusted"
+	[ ! -e "$T/log" ]
+}
+
 @test "--ready and --replace usage errors" {
 	run -2 t fdrecv -c "$S" --replace "$T/web.pid" -- true
 	assert_usage_error fdrecv
