@@ -591,7 +591,8 @@ static int recv_handoff(const struct receiver *r, struct inbox *ib,
 	return collect_fds(ib, h, deadline);
 }
 
-/* Accepts senders until one hands over; a bad one is told and skipped. */
+/* Accepts senders until one hands over (its connection), or -1 at the
+ * deadline; a bad one is told and skipped. */
 static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 			  msec_t deadline)
 {
@@ -606,9 +607,8 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 		flush_warnings(&wl, r->chan.label, "senders", 0);
 		if (w == 0 && now_ms() < deadline)
 			continue;
-		if (w == 0)   /* lfd stays open until exit has removed the file */
-			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
-			     r->chan.label);
+		if (w == 0)
+			return -1;
 		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
 					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
 			if (errno == EINTR || errno == EAGAIN ||
@@ -1650,6 +1650,8 @@ static int recv_by_listening(struct receiver *r, struct handoff *h)
 	conn = accept_handoff(r, lfd, h, deadline_after(r->timeout));
 	remove_file(own);   /* while it listens: a successor waits for that */
 	close(lfd);
+	if (conn < 0)
+		errx(ST_TIMEOUT, "%s: timed out waiting for a sender", r->chan.label);
 	return conn;
 }
 
