@@ -315,13 +315,15 @@ static socklen_t inet_addr_of(const char *host, const char *port, struct sockadd
 	errx(FAIL, "%s: not a numeric address", host);
 }
 
-/* One request: the answering server's pid, or -1 (with a warning) on any failure. */
-static int request(const struct sockaddr_storage *ss, socklen_t len)
+/* Connects, sends req, reads until the server closes: the bytes read into
+ * buf (NUL-terminated), or -1 with a warning that names the failure. */
+static ssize_t talk(const struct sockaddr_storage *ss, socklen_t len,
+		    const char *req, size_t reqlen, char *buf, size_t size)
 {
-	char buf[64];
 	size_t got = 0;
 	ssize_t r;
-	int pid = -1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
 	if (fd < 0)
 		err(FAIL, "socket");
 	io_timeout(fd, 5);
@@ -330,23 +332,36 @@ static int request(const struct sockaddr_storage *ss, socklen_t len)
 		close(fd);
 		return -1;
 	}
-	if (send(fd, "hello\n", 6, MSG_NOSIGNAL) != 6) {
+	if (send(fd, req, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen) {
 		warn("send");
 		close(fd);
 		return -1;
 	}
-	while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) != 0) {
+	while (got < size - 1 && (r = read(fd, buf + got, size - 1 - got)) != 0) {
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			warn("read");
-			break;
+			warn("read after %zu bytes", got);
+			close(fd);
+			return -1;
 		}
 		got += (size_t)r;
 	}
 	close(fd);
 	buf[got] = 0;
-	int end = -1;
+	return (ssize_t)got;
+}
+
+/* One request: the answering server's pid, or -1 (with a warning) on any failure. */
+static int request(const struct sockaddr_storage *ss, socklen_t len)
+{
+	char buf[64];
+	ssize_t n = talk(ss, len, "hello\n", 6, buf, sizeof buf);
+	int pid = -1, end = -1;
+
+	if (n < 0)
+		return -1;
+	size_t got = (size_t)n;
 	/* exactly "pid N\n", nothing after it */
 	if (sscanf(buf, "pid %d\n%n", &pid, &end) != 1 || end != (int)got || buf[got - 1] != '\n') {
 		warnx("bad answer: '%s'", buf);
@@ -390,35 +405,11 @@ static int http_get(const struct sockaddr_storage *ss, socklen_t len, char *body
 {
 	static const char req[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: fdsend-test\r\n\r\n";
 	char buf[16384], *end;
-	size_t got = 0;
-	ssize_t r;
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ssize_t n = talk(ss, len, req, sizeof req - 1, buf, sizeof buf);
 
-	if (fd < 0)
-		err(FAIL, "socket");
-	io_timeout(fd, 5);
-	if (connect(fd, (const struct sockaddr *)ss, len) < 0) {
-		warn("connect");
-		close(fd);
+	if (n < 0)
 		return -1;
-	}
-	if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
-		warn("send");
-		close(fd);
-		return -1;
-	}
-	while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			warn("read after %zu bytes", got);
-			close(fd);
-			return -1;
-		}
-		got += (size_t)r;
-	}
-	close(fd);
-	buf[got] = 0;
+	size_t got = (size_t)n;
 	if (!got) {
 		warnx("empty answer");
 		return -1;
