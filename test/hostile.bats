@@ -34,6 +34,19 @@ start_serve1() {
 	wait_for_line "$T/serve.out" '^ready$'
 }
 
+# three_refuse PATH WHY [PREFIX...]: fdrecv, fdsend --serve and fdsend's unix:
+# listener at PATH, each run as PREFIX... says, exit 1 with 'PATH: WHY'.
+three_refuse() {
+	local p=$1 why=$2
+	shift 2
+	run -1 t "$@" fdrecv -t 2 "$p"
+	assert_output_lines "fdrecv: $p: $why"
+	run -1 t "$@" fdsend --serve "$p" 0 </dev/null
+	assert_output_lines "fdsend: $p: $why"
+	run -1 t "$@" fdsend -t 2 "${p%/*}/nobody.sock" "unix:$p"
+	assert_output_lines "fdsend: $p: $why"
+}
+
 # not_ours TYPE REASON: with a live TYPE service (not a stream listener) at $T/p,
 # fdrecv, fdsend --serve and fdsend's unix: listener each exit 1 'in use or not ours
 # (connect: REASON); left alone'; the file keeps its inode, nothing is made beside it,
@@ -42,12 +55,7 @@ not_ours() {
 	local type=$1 reason=$2 p=$T/p ino
 	start_serve1 "$type" "$p"
 	ino=$(stat -c %i "$p")
-	run -1 t fdrecv -t 2 "$p"
-	assert_output_lines "fdrecv: $p: in use or not ours (connect: $reason); left alone"
-	run -1 t fdsend --serve "$p" 0 </dev/null
-	assert_output_lines "fdsend: $p: in use or not ours (connect: $reason); left alone"
-	run -1 t fdsend -t 2 "$T/nobody.sock" "unix:$p"
-	assert_output_lines "fdsend: $p: in use or not ours (connect: $reason); left alone"
+	three_refuse "$p" "in use or not ours (connect: $reason); left alone"
 	[ "$(stat -c %i "$p")" = "$ino" ]
 	[ "$(ls -A "$T" | tr '\n' ' ')" = "p serve.out " ]
 	run -0 t fdtool send1 "$type" "$p" "still served"
@@ -69,12 +77,7 @@ not_ours() {
 	p=$T/p
 	start_serve1 stream "$p"
 	ino=$(stat -c %i "$p")
-	run -1 t fdrecv -t 2 "$p"
-	assert_output_lines "fdrecv: $p: in use by another listener"
-	run -1 t fdsend --serve "$p" 0 </dev/null
-	assert_output_lines "fdsend: $p: in use by another listener"
-	run -1 t fdsend -t 2 "$T/nobody.sock" "unix:$p"
-	assert_output_lines "fdsend: $p: in use by another listener"
+	three_refuse "$p" "in use by another listener"
 	[ "$(stat -c %i "$p")" = "$ino" ]
 	[ "$(ls -A | tr '\n' ' ')" = "p serve.out " ]
 	run -0 t fdtool send1 stream "$p" "still served"
@@ -90,12 +93,7 @@ not_ours() {
 	start_serve1 stream "$p" "${AS_OTHER[@]}" sh -c 'umask 177; exec "$@"' sh
 	[ "$(stat -c '%u %a' "$p")" = "65533 600" ]
 	ino=$(stat -c %i "$p")
-	run -1 t "${AS_NOBODY[@]}" fdrecv -t 2 "$p"
-	assert_output_lines "fdrecv: $p: in use or not ours (connect: Permission denied); left alone"
-	run -1 t "${AS_NOBODY[@]}" fdsend --serve "$p" 0 </dev/null
-	assert_output_lines "fdsend: $p: in use or not ours (connect: Permission denied); left alone"
-	run -1 t "${AS_NOBODY[@]}" fdsend -t 2 "$D/nobody.sock" "unix:$p"
-	assert_output_lines "fdsend: $p: in use or not ours (connect: Permission denied); left alone"
+	three_refuse "$p" "in use or not ours (connect: Permission denied); left alone" "${AS_NOBODY[@]}"
 	[ "$(stat -c '%i %u %a' "$p")" = "$ino 65533 600" ]
 	[ "$(ls -A "$D")" = p ]
 	run -0 t "${AS_OTHER[@]}" fdtool send1 stream "$p" "still served"
