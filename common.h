@@ -65,6 +65,7 @@ enum {
 	ST_HANDOFF = 3,    /* the peer refused, vanished or broke the protocol */
 	ST_TIMEOUT = 4,    /* -t ran out */
 	ST_ROLLED_BACK = 5, /* fdrecv --ready: the new instance failed; rolled back */
+	ST_UNACKED = 6,    /* fdsend: handed to a receiver that cannot acknowledge */
 	ST_CANNOT_RUN = 126,
 	ST_NOT_FOUND = 127,
 };
@@ -608,9 +609,9 @@ static inline void resolve_chan(struct chan *c, const char *word, int abstract)
 	c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
 }
 
-static inline int unix_socket(void)
+static inline int unix_socket(int type)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		err(ST_SYSTEM, "socket");
@@ -673,7 +674,7 @@ static inline int probe_spot(const struct chan *c, const struct spot *sp,
 	}
 	if (!S_ISSOCK(st->st_mode))
 		errx(ST_SYSTEM, "%s: exists and is not a socket", c->label);
-	fd = unix_socket();
+	fd = unix_socket(SOCK_STREAM);
 	do
 		r = connect(fd, (const struct sockaddr *)sa, salen);
 	while (r < 0 && errno == EINTR);
@@ -783,7 +784,7 @@ enum listen_for {
 static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 			      enum listen_for why, struct owned **own)
 {
-	int fd = unix_socket();
+	int fd = unix_socket(SOCK_STREAM);
 	struct sockaddr_un tmp = c->sa;
 	char tname[64], *e;
 	struct spot sp;
@@ -901,18 +902,26 @@ static inline void wait_a_little(struct waiter *w, const struct chan *c,
 			;
 }
 
-/* Connects to the listener, waiting for it to appear until the deadline. */
+/* Connects to the listener, waiting for it to appear until the deadline;
+ * a stream socket, or a seqpacket one when that is what listens. */
 static inline int connect_chan(const struct chan *c, msec_t deadline,
 			       const char *whom)
 {
 	struct waiter w = { 0, 20, -1 };   /* the clock starts at the first miss */
-	int fd = unix_socket(), last = 0;
+	int type = SOCK_STREAM, fd = unix_socket(type), last = 0;
 
 	for (;;) {
 		if (connect(fd, (const struct sockaddr *)&c->sa, c->salen) == 0)
 			break;
 		if (errno == EINTR)
 			continue;
+		if (errno == EPROTOTYPE && last != EPROTOTYPE) {
+			close(fd);
+			type = type == SOCK_STREAM ? SOCK_SEQPACKET : SOCK_STREAM;
+			fd = unix_socket(type);
+			last = EPROTOTYPE;
+			continue;
+		}
 		if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN) {
 			last = errno;
 			close(fd);
@@ -999,14 +1008,21 @@ static inline const char *not_allowed(const struct ucred *cr, char *buf,
 	return buf;
 }
 
-/* ---- wire protocol, version 1 (documented in fdrecv.1, PROTOCOL) ---- */
+/* ---- wire protocol, version 2 (documented in fdrecv.1, PROTOCOL) ---- */
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define HDR_LEN 12
+#define FDS_FRAME (HDR_LEN + 4)
+#define REASON_MAX 1024         /* bytes of a REFUSED frame's reason */
+#define ANSWER_MAX CHUNK        /* the longest frame a sender reads */
 static const unsigned char MAGIC[4] = { 'F', 'D', 'H', 'O' };
 
 enum { T_OFFER = 1, T_GO = 2, T_FDS = 3, T_HELD = 4, T_REFUSED = 5 };
-enum { F_NOACK = 1 };
+/* the FDS frames follow the OFFER without waiting for GO (version 1
+ * called it NOACK: the receiver answers HELD all the same) */
+enum { F_NOWAIT = 1 };
+static const char *const frame_names[] = { "?", "OFFER", "GO", "FDS", "HELD",
+					   "REFUSED" };
 
 static inline void put32(unsigned char *p, uint32_t v)
 {
@@ -1079,7 +1095,7 @@ static inline const char *parse_offer(const unsigned char *p, size_t len,
 		return "offer of no descriptors";
 	if (o->count > MAX_FDS)
 		return "too many descriptors offered";
-	if (o->flags & ~(uint32_t)F_NOACK)
+	if (o->flags & ~(uint32_t)F_NOWAIT)
 		return "unsupported offer flags";
 	if (nlen > len - 12 || nlen < o->count || (nlen && p[12 + nlen - 1]))
 		return "malformed descriptor names";
@@ -1106,19 +1122,6 @@ static inline const char *parse_offer(const unsigned char *p, size_t len,
 		return "malformed descriptor names";
 	}
 	return NULL;
-}
-
-/* A peer's text (a refusal reason), fit to print on one line of a
- * terminal: anything but printable ASCII becomes '?'. */
-static inline const char *peer_text(char *out, size_t size,
-				    const unsigned char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len && i + 1 < size; i++)
-		out[i] = p[i] >= ' ' && p[i] <= '~' ? (char)p[i] : '?';
-	out[i] = 0;
-	return out;
 }
 
 /* ---- transport: frames and descriptors, sent and received ---- */
@@ -1207,13 +1210,24 @@ static inline int send_frame(int fd, int type, const void *payload, uint32_t len
 	return r;
 }
 
-/* Best effort: the peer may already be gone. */
+/* Best effort: the peer may already be gone. A reason over REASON_MAX
+ * bytes is cut there, before a whole UTF-8 character. */
 static inline void send_refusal(int fd, const char *why)
 {
 	size_t len = strlen(why);
 
-	send_frame(fd, T_REFUSED, why, (uint32_t)(len > 1024 ? 1024 : len),
-		   now_ms() + 200);
+	if (len > REASON_MAX)
+		for (len = REASON_MAX; (why[len] & 0xc0) == 0x80; len--)
+			;
+	send_frame(fd, T_REFUSED, why, (uint32_t)len, now_ms() + 200);
+}
+
+/* The greeting: a receiver's GO, sent as soon as it admits a peer and
+ * before it reads; a version 1 sender takes it as its go-ahead. Best
+ * effort: a plain sender may be gone already. */
+static inline void send_greeting(int fd)
+{
+	send_frame(fd, T_GO, NULL, 0, now_ms() + 200);
 }
 
 /* What arrives from a peer: a byte stream plus the descriptors in order. */
@@ -1226,6 +1240,11 @@ struct inbox {
 	size_t msgs;                /* recvmsg calls that returned data */
 	uint32_t maxframe;          /* largest payload accepted */
 	int firstfds;               /* the first message carried descriptors */
+	/* reads stop at the end of the frame being read, taken to be at
+	 * least this long (0: read all there is): on a stream, this tells
+	 * which frame the descriptors came with */
+	size_t exact;
+	size_t limit;               /* inbox_frame to inbox_fill: most to read */
 	int timed_out;              /* the last failure was the deadline */
 	char why[160];              /* the reason for the last failure */
 };
@@ -1318,7 +1337,9 @@ static inline int inbox_fill(struct inbox *ib, msec_t deadline)
 	if (!ib->fds && !(ib->fds = malloc((ib->maxfds + 1) * sizeof(int))))
 		return inbox_fail(ib, "out of memory");
 	for (;;) {
-		struct iovec iov = { ib->buf + ib->len, ib->cap - ib->len };
+		struct iovec iov = { ib->buf + ib->len, ib->limit &&
+				     ib->limit < ib->cap - ib->len ? ib->limit
+				     : ib->cap - ib->len };
 		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
 				    .msg_control = ctl.buf,
 				    .msg_controllen = sizeof(ctl.buf) };
@@ -1396,6 +1417,8 @@ static inline int inbox_frame(struct inbox *ib, int *type,
 		}
 		if (ib->len - ib->off >= need)
 			break;
+		ib->limit = ib->exact ? (need > ib->exact ? need : ib->exact) -
+					(ib->len - ib->off) : 0;
 		if (ib->off && ib->cap - ib->len < CHUNK) {
 			memmove(ib->buf, ib->buf + ib->off, ib->len - ib->off);
 			ib->len -= ib->off;
@@ -1474,6 +1497,52 @@ static inline size_t utf8_len(const unsigned char *s, size_t n)
 	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
 		return 0;
 	return len;
+}
+
+/* A peer's text (a refusal reason) as one line of a terminal: printable
+ * UTF-8 as it is; control characters (C0, DEL, C1) and invalid bytes as
+ * \xNN. out has room for 4 * len + 1 bytes. */
+static inline const char *peer_text(char *out, const unsigned char *p,
+				    size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_len(p + i, len - i);
+		int ctl = n == 1 ? p[i] < ' ' || p[i] == 0x7f
+			    : n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;
+
+		if (n && !ctl) {
+			memcpy(out + o, p + i, n);
+			o += n;
+			i += n;
+			continue;
+		}
+		for (size_t k = 0; k < (n ? n : 1); k++, i++) {
+			out[o] = '\\';
+			out[o + 1] = 'x';
+			out[o + 2] = hex[p[i] >> 4];
+			out[o + 3] = hex[p[i] & 15];
+			o += 4;
+		}
+	}
+	out[o] = 0;
+	return out;
+}
+
+/* A REFUSED frame's reason, for a message; text has 4 * REASON_MAX + 1
+ * bytes. Over REASON_MAX, only its length is told. */
+static inline const char *reason_text(char *text, const unsigned char *p,
+				      uint32_t len)
+{
+	if (len > REASON_MAX) {
+		snprintf(text, 4 * REASON_MAX + 1,
+			 "(a reason of %u bytes, over the %d-byte limit)", len,
+			 REASON_MAX);
+		return text;
+	}
+	return peer_text(text, p, len);
 }
 
 #endif

@@ -490,6 +490,24 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 	return 0;
 }
 
+/* When the first read failed (a receiver short of descriptors gets its
+ * control data truncated): the OFFER that came with it, if refused on
+ * its own, says why better. */
+static const char *offer_refused(const struct receiver *r, struct inbox *ib)
+{
+	const unsigned char *p = ib->buf + HDR_LEN;
+	uint32_t len;
+	struct offer o;
+	const char *bad;
+
+	if (ib->len < HDR_LEN || check_header(ib->buf) || ib->buf[5] != T_OFFER ||
+	    (len = get32(ib->buf + 8)) > ib->len - HDR_LEN || parse_offer(p, len, &o))
+		return ib->why;
+	free(o.names);
+	bad = check_offer(r, (const char *)p + 12, o.count, ib->why, sizeof(ib->why));
+	return bad ? bad : ib->why;
+}
+
 /* The first bytes tell a sender that knows the protocol from one that
  * does not: 1 when a plain sender's descriptors were taken into h, 0
  * when a frame header is there to read, -1 on failure (ib->why; empty
@@ -501,7 +519,7 @@ static int sniff(const struct receiver *r, struct inbox *ib, struct handoff *h,
 		int fr = inbox_fill(ib, deadline);
 
 		if (fr < 0)
-			return refuse(ib, ib->why);
+			return refuse(ib, offer_refused(r, ib));
 		if (fr == 0)   /* silent only if it said nothing: a probe */
 			return ib->len ? refuse(ib, "connection closed in the middle of a frame")
 				       : -1;
@@ -522,13 +540,13 @@ static int read_offer(const struct receiver *r, struct inbox *ib,
 	int type, fr = inbox_frame(ib, &type, &p, &len, deadline);
 	struct offer o;
 	const char *bad;
-	char why[128], text[101];
+	char why[128], text[4 * REASON_MAX + 1];
 
 	if (fr <= 0)
 		return fr < 0 ? refuse(ib, ib->why) : -1;
 	if (type == T_REFUSED)
 		return inbox_fail(ib, "refused by sender: %s",
-				  peer_text(text, sizeof(text), p, len));
+				  reason_text(text, p, len));
 	if (type != T_OFFER)
 		return refuse(ib, "expected an offer");
 	if ((bad = parse_offer(p, len, &o)))
@@ -541,22 +559,25 @@ static int read_offer(const struct receiver *r, struct inbox *ib,
 	memcpy(h->names, p + 12, get32(p + 8));
 	if ((bad = check_offer(r, h->names, o.count, why, sizeof(why))))
 		return refuse(ib, bad);
-	if (!(o.flags & F_NOACK)) {
-		if (ib->nfds)
-			return refuse(ib, "descriptors sent before the go-ahead");
-		if (send_frame(ib->fd, T_GO, NULL, 0, deadline) < 0)
-			return inbox_fail(ib, "cannot answer: %s", strerror(errno));
-	}
+	/* whatever the flags, the greeting was its go-ahead */
 	return inbox_expect(ib, o.count) < 0 ? refuse(ib, ib->why) : 0;
 }
 
-/* The FDS frames and their descriptors, h->n in all, into h. */
+/* The FDS frames and their descriptors, h->n in all, into h. Each frame
+ * is checked as it arrives: its descriptors come with its first byte (the
+ * first frame's may come with the OFFER's), so once it is read the count
+ * so far must match. */
 static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 {
 	const unsigned char *p;
-	uint32_t len, got = 0;
-	int type, fr;
+	uint32_t len, got = 0, n, k = 0;
+	int type, fr, v;
+	socklen_t vl = sizeof(v);
+	char text[4 * REASON_MAX + 1];
 
+	/* on a stream, reads end at a frame's end; a record is read whole */
+	if (getsockopt(ib->fd, SOL_SOCKET, SO_TYPE, &v, &vl) == 0 && v == SOCK_STREAM)
+		ib->exact = FDS_FRAME;
 	while (got < h->n) {
 		fr = inbox_frame(ib, &type, &p, &len, deadline);
 		if (fr == 0)
@@ -564,13 +585,27 @@ static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 					  ib->nfds, h->n);
 		if (fr < 0)
 			return refuse(ib, ib->why);
-		if (type != T_FDS || len < 4 || get32(p) < 1 ||
-		    get32(p) > FDS_PER_MSG || get32(p) > h->n - got)
-			return refuse(ib, "bad descriptor frame");
-		got += get32(p);
+		if (type == T_REFUSED)
+			return inbox_fail(ib, "refused by sender: %s",
+					  reason_text(text, p, len));
+		k++;
+		if (type != T_FDS)
+			return refuse(ib, type == T_OFFER ? "a second OFFER"
+				      : "expected an FDS frame");
+		if (len < 4)
+			return refuse(ib, "bad FDS frame length (4 bytes at least)");
+		if ((n = get32(p)) < 1 || n > FDS_PER_MSG || n > h->n - got) {
+			snprintf(text, sizeof(text), "FDS frame %u: %u descriptors (1 to %u expected)",
+				 k, n, (unsigned)(h->n - got < FDS_PER_MSG ? h->n - got : FDS_PER_MSG));
+			return refuse(ib, text);
+		}
+		got += n;
+		if (ib->nfds != got) {
+			snprintf(text, sizeof(text), "FDS frame %u: %u descriptors announced, %zu came with it",
+				 k, n, ib->nfds - (got - n));
+			return refuse(ib, text);
+		}
 	}
-	if (ib->nfds != h->n)
-		return refuse(ib, "descriptor count does not match the frames");
 	h->fds = ib->fds;
 	ib->fds = NULL;
 	ib->nfds = 0;
@@ -621,7 +656,8 @@ static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
 			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
 			snprintf(ib.why, sizeof(ib.why), "not allowed (see --allow-uid)");
 		}
-		else if (recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
+		else if (send_greeting(conn),
+			 recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
 			inbox_free(&ib);
 			flush_warnings(&wl, r->chan.label, "senders", 1);
 			return conn;
@@ -1628,6 +1664,7 @@ static int recv_from_peer(struct receiver *r, struct handoff *h)
 		close(conn);
 		errx(ST_HANDOFF, "%s: refused the sender: %s", r->chan.label, why);
 	}
+	send_greeting(conn);
 	if (recv_handoff(r, &ib, h, deadline) < 0) {
 		inbox_free(&ib);
 		close(conn);

@@ -646,13 +646,14 @@ static void gather(struct sender *s)
 /* ---- the handoff, one peer at a time or many at once ---- */
 
 /* A handoff as the sender sees it; step() makes every transition:
- *   S_OFFER  sending the OFFER      -> S_GO, or with --no-ack S_FDS
- *   S_GO     awaiting the go-ahead  -> S_FDS
- *   S_FDS    sending the FDS frames -> S_HELD, or with --no-ack S_DONE
- *   S_HELD   awaiting HELD          -> S_DONE
+ *   S_OFFER  sending the OFFER, the first descriptors riding on it -> S_FDS
+ *   S_FDS    sending the other FDS frames -> S_HELD, or with --no-ack S_DONE
+ *   S_HELD   awaiting HELD (the receiver's greeting, a GO, may come first)
+ *            -> S_DONE
  * A REFUSED, a wrong answer, a failed send or the deadline ends it from
- * any state (step() returns -1 with why). */
-enum { S_OFFER, S_GO, S_FDS, S_HELD, S_DONE };
+ * any state (step() returns -1 with why); so does a receiver that closes
+ * without a word, which is a plain one (ST_UNACKED) unless it greeted. */
+enum { S_OFFER, S_FDS, S_HELD, S_DONE };
 
 struct peer {
 	int fd;
@@ -660,10 +661,11 @@ struct peer {
 	size_t off;             /* bytes of the current frame sent */
 	size_t done;            /* descriptors sent */
 	short events;           /* what it waits for */
+	int greeted;            /* a GO came: the receiver speaks the protocol */
 	msec_t deadline;
 	int status;             /* exit status that goes with why */
 	int quiet;              /* gone before a word: a probe, not a failure */
-	char why[1100];
+	char why[4 * REASON_MAX + 200];
 	char comm[20];          /* --verbose: its command name, read at connect */
 	struct inbox ib;
 };
@@ -671,7 +673,7 @@ struct peer {
 struct offer_msg {
 	unsigned char *buf;
 	size_t len;             /* what the first sendmsg carries */
-	size_t first;           /* descriptors riding on it (--no-ack) */
+	size_t first;           /* descriptors riding on it */
 };
 
 static void fds_frame(unsigned char *b, size_t n)
@@ -680,9 +682,9 @@ static void fds_frame(unsigned char *b, size_t n)
 	put32(b + HDR_LEN, (uint32_t)n);
 }
 
-/* The OFFER frame: count, flags, names each NUL-terminated. With --no-ack
- * the first FDS frame joins it, so a plain receiver's single recvmsg gets
- * the descriptors. */
+/* The OFFER frame: count, flags, names each NUL-terminated. The first FDS
+ * frame joins it, its descriptors riding on the OFFER's first byte, so a
+ * plain receiver's single recvmsg gets them; the others never wait for GO. */
 static void build_offer(const struct sender *s, struct offer_msg *m)
 {
 	size_t nlen = 0, off;
@@ -690,12 +692,12 @@ static void build_offer(const struct sender *s, struct offer_msg *m)
 	for (size_t i = 0; i < s->nsrc; i++)
 		nlen += strlen(s->src[i].name) + 1;
 	m->len = HDR_LEN + 12 + nlen;
-	m->buf = malloc(m->len + HDR_LEN + 4);
+	m->buf = malloc(m->len + FDS_FRAME);
 	if (!m->buf)
 		err(ST_SYSTEM, "malloc");
 	put_header(m->buf, T_OFFER, (uint32_t)(12 + nlen));
 	put32(m->buf + HDR_LEN, (uint32_t)s->nsrc);
-	put32(m->buf + HDR_LEN + 4, s->noack ? F_NOACK : 0);
+	put32(m->buf + HDR_LEN + 4, F_NOWAIT);
 	put32(m->buf + HDR_LEN + 8, (uint32_t)nlen);
 	off = HDR_LEN + 12;
 	for (size_t i = 0; i < s->nsrc; i++) {
@@ -705,10 +707,10 @@ static void build_offer(const struct sender *s, struct offer_msg *m)
 		off += l;
 	}
 	m->first = 0;
-	if (s->noack && m->len + HDR_LEN + 4 <= CHUNK) {
+	if (m->len + FDS_FRAME <= CHUNK) {
 		m->first = s->nsrc < FDS_PER_SEND ? s->nsrc : FDS_PER_SEND;
 		fds_frame(m->buf + m->len, m->first);
-		m->len += HDR_LEN + 4;
+		m->len += FDS_FRAME;
 	}
 }
 
@@ -723,63 +725,74 @@ static int peer_fail(struct peer *p, int status, const char *fmt, ...)
 	return -1;
 }
 
-/* A send failed: the receiver may have said why before it hung up. */
-static int send_failed(struct peer *p)
+/* The receiver closed without HELD or REFUSED: after greeting, it failed;
+ * without, it is a plain receiver, which cannot acknowledge. */
+static int closed_silently(struct peer *p, size_t nfds)
 {
-	const unsigned char *pl;
-	uint32_t len;
-	int type, e = errno;
+	/* a holder's neighbour checking whether the path is in use */
+	p->quiet = !p->ib.msgs;
+	if (p->greeted)
+		return peer_fail(p, ST_HANDOFF, "receiver closed the connection without answering");
+	if (p->done < nfds)
+		return peer_fail(p, ST_HANDOFF, "receiver closed the connection after %zu of %zu descriptors (a plain receiver takes only the first message)",
+				 p->done, nfds);
+	return peer_fail(p, ST_UNACKED, "handed %zu descriptor%s to a receiver that cannot acknowledge (no greeting, no HELD): whether it took %s is unknown",
+			 nfds, nfds == 1 ? "" : "s", nfds == 1 ? "it" : "them all");
+}
 
-	if (e == EPIPE || e == ECONNRESET) {
-		char text[1025];
+/* Reads what the receiver said so far: 1 HELD of nfds came (S_HELD only),
+ * 0 nothing more yet, -1 the handoff ended (p->why). */
+static int read_answer(struct peer *p, size_t nfds)
+{
+	const unsigned char *pl = NULL;
+	uint32_t len = 0;
+	int type = 0, r;
+	char text[4 * REASON_MAX + 1];
 
-		if (inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT) == 1 &&
-		    type == T_REFUSED)
+	while ((r = inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT)) == 1) {
+		if (type == T_REFUSED)
 			return peer_fail(p, ST_HANDOFF, "refused by receiver: %s",
-					 peer_text(text, sizeof(text), pl, len));
-		return peer_fail(p, ST_HANDOFF, "receiver closed the connection");
+					 reason_text(text, pl, len));
+		if (type == T_GO && !p->greeted) {
+			p->greeted = 1;
+			continue;
+		}
+		if (type != T_HELD)
+			return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected HELD, got %s",
+					 frame_names[type]);
+		if (len < 4)
+			return peer_fail(p, ST_HANDOFF, "bad answer from receiver: a HELD of %u bytes (4 at least)",
+					 len);
+		if (get32(pl) != nfds || p->state != S_HELD)
+			return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected HELD of %zu, got HELD of %u%s",
+					 nfds, get32(pl), p->state == S_HELD
+					 ? "" : " before all were sent");
+		return 1;
 	}
+	if (r == WOULD_BLOCK)
+		return 0;
+	if (r == 0)
+		return closed_silently(p, nfds);
+	return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
+}
+
+/* A send failed: the receiver may have said why before it hung up. */
+static int send_failed(struct peer *p, size_t nfds)
+{
+	int e = errno;
+
+	if (e == EPIPE || e == ECONNRESET)
+		return read_answer(p, nfds) < 0 ? -1 : closed_silently(p, nfds);
 	if (e == ETOOMANYREFS)
 		return peer_fail(p, ST_SYSTEM, "too many descriptors in flight (ETOOMANYREFS: more than RLIMIT_NOFILE allows)");
 	return peer_fail(p, ST_SYSTEM, "send: %s", strerror(e));
-}
-
-/* The answer the state awaits: 1 it came, 0 not yet, -1 anything else. */
-static int read_answer(struct peer *p, size_t nfds)
-{
-	const unsigned char *pl;
-	uint32_t len;
-	int type = 0, r = inbox_frame(&p->ib, &type, &pl, &len, DONT_WAIT);
-
-	if (r == WOULD_BLOCK) {
-		p->events = POLLIN;
-		return 0;
-	}
-	if (r == 0) {
-		/* another tool checking whether the path is in use */
-		p->quiet = p->state == S_GO && !p->ib.msgs;
-		return peer_fail(p, ST_HANDOFF, "receiver closed the connection without answering");
-	}
-	if (r < 0)
-		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: %s", p->ib.why);
-	if (type == T_REFUSED) {
-		char text[1025];
-
-		return peer_fail(p, ST_HANDOFF, "refused by receiver: %s",
-				 peer_text(text, sizeof(text), pl, len));
-	}
-	if (p->state == S_GO && type != T_GO)
-		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected the go-ahead");
-	if (p->state == S_HELD && (type != T_HELD || len < 4 || get32(pl) != nfds))
-		return peer_fail(p, ST_HANDOFF, "bad answer from receiver: expected held");
-	return 1;
 }
 
 /* Moves a handoff on as far as it goes without blocking: 1 done, 0 waiting
  * for p->events, -1 failed (p->why, p->status). */
 static int step(const struct sender *s, const struct offer_msg *m, struct peer *p)
 {
-	unsigned char fr[HDR_LEN + 4];
+	unsigned char fr[FDS_FRAME];
 	ssize_t r;
 
 	for (;;) {
@@ -793,28 +806,22 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 				continue;
 			p->off = 0;
 			p->done = m->first;
-			p->state = s->noack ? S_FDS : S_GO;
-			if (s->noack)
-				continue;
-			p->events = POLLIN;   /* no answer yet: wait, don't read */
-			return 0;
-		case S_GO:
-		case S_HELD:
-			if ((r = read_answer(p, s->nsrc)) <= 0)
-				return (int)r;
-			if (p->state == S_HELD) {
-				p->state = S_DONE;
-				return 1;
-			}
 			p->state = S_FDS;
 			continue;
+		case S_HELD:
+			if ((r = read_answer(p, s->nsrc)) == 0)
+				p->events = POLLIN;
+			if (r > 0)
+				p->state = S_DONE;
+			return (int)r;
 		case S_FDS: {
 			size_t n = s->nsrc - p->done;
 
 			if (!n) {
 				p->state = s->noack ? S_DONE : S_HELD;
-				p->events = POLLIN;
-				return s->noack;
+				if (s->noack)
+					return 1;
+				continue;
 			}
 			if (n > FDS_PER_SEND)
 				n = FDS_PER_SEND;
@@ -834,8 +841,11 @@ static int step(const struct sender *s, const struct offer_msg *m, struct peer *
 		}
 		/* a send that did not go */
 		if (r < 0)
-			return send_failed(p);
-		p->events = POLLOUT;
+			return send_failed(p, s->nsrc);
+		/* blocked: a receiver that refused may be waiting to say so */
+		if (!s->noack && read_answer(p, s->nsrc) < 0)
+			return -1;
+		p->events = s->noack ? POLLOUT : POLLOUT | POLLIN;
 		return 0;
 	}
 }
@@ -847,12 +857,12 @@ static void peer_init(struct peer *p, int fd, msec_t deadline)
 	p->deadline = deadline;
 	inbox_init(&p->ib, fd);
 	p->ib.maxfds = 0;   /* an answer carries no descriptors */
-	p->ib.maxframe = 2048;   /* nor more than a reason */
+	p->ib.maxframe = ANSWER_MAX;
 }
 
 static void peer_timed_out(struct peer *p)
 {
-	peer_fail(p, ST_TIMEOUT, p->events == POLLOUT
+	peer_fail(p, ST_TIMEOUT, p->events & POLLOUT
 		  ? "receiver stopped reading (timed out)"
 		  : "no answer from receiver (timed out)");
 }
@@ -908,9 +918,9 @@ static void hand_over(const struct sender *s, const struct offer_msg *m,
 	while ((r = step(s, m, &p)) == 0) {
 		/* each bound is a total from the start of its phase, however
 		 * slowly the receiver reads or answers: a receiver gives each
-		 * sender PEER_TIMEOUT_MS in turn, so the go-ahead may wait
+		 * sender PEER_TIMEOUT_MS in turn, so its greeting may wait
 		 * behind one that stalls; after it, PEER_TIMEOUT_MS */
-		int after_go = p.state == S_FDS || p.state == S_HELD;
+		int after_go = p.greeted;
 
 		if (after_go != phase) {
 			phase = after_go;

@@ -406,7 +406,7 @@ static void handoff(const char *dir, const char *order, long n, long rounds,
 
 /* ---- holder throughput: one client process, many handoffs ---- */
 
-/* Connect, OFFER, GO, FDS (closing what came, but the first one when
+/* Connect, greet (GO), OFFER and FDS (closing what came, but the first one when
  * keep is set: it lands in *keep), HELD, hang up: the frames are read and
  * written with the tools' own code (common.h). */
 static void fetch_fds(const struct sockaddr_un *sa, int *keep)
@@ -420,14 +420,13 @@ static void fetch_fds(const struct sockaddr_un *sa, int *keep)
 	if (fd < 0 || connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0)
 		die("holder: %s: %s", sa->sun_path, strerror(errno));
 	inbox_init(&ib, fd);
+	send_greeting(fd);
 	if (inbox_frame(&ib, &type, &p, &len, NO_DEADLINE) != 1 || type != T_OFFER ||
 	    len < 12)
 		die("holder: expected OFFER (%s)", ib.why[0] ? ib.why : "end of stream");
 	want = get32(p);
 	if (want < 1 || want > FDS_PER_MSG || inbox_expect(&ib, want) < 0)
 		die("holder: offer of %u descriptors", want);
-	if (send_frame(fd, T_GO, NULL, 0, NO_DEADLINE) < 0)
-		die("holder: send: %s", strerror(errno));
 	while (ib.nfds < want)
 		if (inbox_frame(&ib, &type, &p, &len, NO_DEADLINE) != 1 || type != T_FDS)
 			die("holder: expected FDS (%s)", ib.why[0] ? ib.why : "end of stream");

@@ -37,7 +37,7 @@ static const char usage[] =
 	"       fdtool checkfds N [FIRST]       verify those memfds and LISTEN_* variables\n"
 	"       fdtool lsfd | write FD TEXT | stale ADDR\n"
 	"       fdtool plainsend ADDR FD... | plainrecv ADDR | fakerecv MODE ADDR\n"
-	"                 (MODE: vanish mute refuse:TEXT go-vanish slow-held)\n"
+	"                 (MODE: vanish mute refuse:TEXT take-vanish slow-held)\n"
 	"       fdtool rawsend ADDR HEX [FD...]\n"
 	"       fdtool rawclose ADDR HEX [FD...] | credsend ADDR HEX [FD...] | stall ADDR\n"
 	"       fdtool sink ADDR | answerfd[-connect] ADDR WFD RFD | connectonce PATH FD CMD...\n"
@@ -173,7 +173,7 @@ static uint32_t le32(const unsigned char *p)
 
 static void send_frame(int fd, int type, const void *payload, uint32_t len)
 {
-	unsigned char h[12] = { 'F', 'D', 'H', 'O', 1, (unsigned char)type, 0, 0,
+	unsigned char h[12] = { 'F', 'D', 'H', 'O', 2, (unsigned char)type, 0, 0,
 				(unsigned char)len, (unsigned char)(len >> 8),
 				(unsigned char)(len >> 16), (unsigned char)(len >> 24) };
 	if (send(fd, h, sizeof h, MSG_NOSIGNAL) != sizeof h ||
@@ -528,49 +528,79 @@ static int cmd_plainrecv(int argc, char **argv)
 	return 0;
 }
 
-/* slow-held: GO, take the FDS frames and their descriptors, then trickle HELD one byte
- * every 500 ms (16 bytes: 7.5 s), until all of it went or fdsend hung up. */
-static int slow_held(int fd, uint32_t count)
+/* What a fake receiver has read: bytes not yet taken, descriptors closed on arrival. */
+struct stream {
+	int fd;
+	unsigned char b[65536 + 16];
+	size_t have;
+	uint32_t nfds;
+};
+
+/* Reads until at least n bytes are there; 0 at EOF first. */
+static int stream_need(struct stream *st, size_t n)
 {
 	union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
-	unsigned char b[4096], held[16] = { 'F', 'D', 'H', 'O', 1, 4, 0, 0, 4, 0, 0, 0 };
-	size_t have = 0;
-	uint32_t framed = 0, nfds = 0;
 
-	send_frame(fd, 2, NULL, 0);
-	while (framed < count) {
-		struct iovec iov = { b + have, sizeof b - have };
+	while (st->have < n) {
+		struct iovec iov = { st->b + st->have, sizeof st->b - st->have };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
 				      .msg_controllen = sizeof u.buf };
-		ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		ssize_t r = recvmsg(st->fd, &msg, MSG_CMSG_CLOEXEC);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			err(FAIL, "recvmsg");
-		if (r == 0) {
-			printf("EOF in fds frames\n");
-			return 1;
-		}
+		if (r == 0)
+			return 0;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
 			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < k; i++, nfds++) {
+			for (int i = 0; i < k; i++, st->nfds++) {
 				int got;
 				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
 				close(got);
 			}
 		}
-		have += (size_t)r;
-		while (have >= 16) {
-			if (memcmp(b, "FDHO", 4) || b[5] != 3) {
-				printf("not an fds frame: type %d\n", b[5]);
-				return 1;
-			}
-			framed += le32(b + 12);
-			memmove(b, b + 16, have - 16);
-			have -= 16;
-		}
+		st->have += (size_t)r;
 	}
-	printf("fds frames: %u descriptors\n", nfds);
+	return 1;
+}
+
+static void stream_drop(struct stream *st, size_t n)
+{
+	memmove(st->b, st->b + n, st->have - n);
+	st->have -= n;
+}
+
+/* The FDS frames of count descriptors; how many descriptors came in all, or -1. */
+static int read_fds_frames(struct stream *st, uint32_t count)
+{
+	uint32_t framed = 0;
+
+	while (framed < count) {
+		if (!stream_need(st, 16)) {
+			printf("EOF in fds frames\n");
+			return -1;
+		}
+		if (memcmp(st->b, "FDHO", 4) || st->b[5] != 3) {
+			printf("not an fds frame: type %d\n", st->b[5]);
+			return -1;
+		}
+		framed += le32(st->b + 12);
+		stream_drop(st, 16);
+	}
+	return (int)st->nfds;
+}
+
+/* slow-held: take the FDS frames and their descriptors, then trickle HELD one byte
+ * every 0.5 s */
+static int slow_held(struct stream *st, uint32_t count)
+{
+	unsigned char held[16] = { 'F', 'D', 'H', 'O', 2, 4, 0, 0, 4, 0, 0, 0 };
+	int fd = st->fd, nfds = read_fds_frames(st, count);
+
+	if (nfds < 0)
+		return 1;
+	printf("fds frames: %d descriptors\n", nfds);
 	fflush(stdout);
 	held[12] = (unsigned char)count;
 	held[13] = (unsigned char)(count >> 8);
@@ -589,27 +619,36 @@ static int slow_held(int fd, uint32_t count)
 	return 0;
 }
 
-/* fakerecv MODE ADDR: read fdsend's OFFER, print it, then vanish | mute | refuse:TEXT |
- * go-vanish | slow-held. */
+/* fakerecv MODE ADDR: greet, read fdsend's OFFER, print it, then vanish | mute |
+ * refuse:TEXT | take-vanish | slow-held. */
 static int cmd_fakerecv(int argc, char **argv)
 {
 	if (argc != 3)
 		errx(FAIL, "%s", usage);
 	const char *mode = argv[1];
-	int fd = accept_one(listen_at(argv[2]), argv[2]);
-	unsigned char h[12];
-	read_full(fd, h, sizeof h, "header");
-	uint32_t len = le32(h + 8);
-	unsigned char *pl = malloc(len + 1);
-	if (!pl)
-		err(FAIL, "malloc");
-	read_full(fd, pl, len, "payload");
-	if (memcmp(h, "FDHO", 4) || h[4] != 1 || h[5] != 1 || len < 12) {
-		printf("not an offer: %.4s v%d type %d len %u\n", h, h[4], h[5], len);
+	static struct stream st;
+	st.fd = accept_one(listen_at(argv[2]), argv[2]);
+	/* the greeting; a --no-ack sender may be gone already */
+	static const unsigned char go[12] = { 'F', 'D', 'H', 'O', 2, 2 };
+	if (send(st.fd, go, sizeof go, MSG_NOSIGNAL) < 0 && errno != EPIPE)
+		err(FAIL, "greeting");
+	if (!stream_need(&st, 12)) {
+		printf("EOF in header\n");
 		return 1;
 	}
+	uint32_t len = le32(st.b + 8);
+	if (memcmp(st.b, "FDHO", 4) || st.b[4] < 1 || st.b[5] != 1 || len < 12 ||
+	    len > 65536) {
+		printf("not an offer: %.4s v%d type %d len %u\n", st.b, st.b[4], st.b[5], len);
+		return 1;
+	}
+	if (!stream_need(&st, 12 + len)) {
+		printf("EOF in payload\n");
+		return 1;
+	}
+	unsigned char *pl = st.b + 12;
 	uint32_t count = le32(pl), flags = le32(pl + 4), nlen = le32(pl + 8);
-	printf("offer count=%u flags=%u names=", count, flags);
+	printf("offer v%d count=%u flags=%u names=", st.b[4], count, flags);
 	for (uint32_t i = 12; i < 12 + nlen && i < len; i++)
 		if (pl[i])
 			putchar(pl[i]);
@@ -617,35 +656,30 @@ static int cmd_fakerecv(int argc, char **argv)
 			fputs(i + 1 < 12 + nlen ? "|" : "", stdout);
 	printf("\n");
 	fflush(stdout);
+	stream_drop(&st, 12 + len);
 	if (!strcmp(mode, "vanish"))
 		return 0;
 	if (!strcmp(mode, "mute")) {
-		drain(fd);
+		drain(st.fd);
 		return 0;
 	}
 	if (!strncmp(mode, "refuse:", 7)) {
-		send_frame(fd, 5, mode + 7, (uint32_t)strlen(mode + 7));
-		drain(fd);
+		send_frame(st.fd, 5, mode + 7, (uint32_t)strlen(mode + 7));
+		drain(st.fd);
 		return 0;
 	}
-	if (!strcmp(mode, "go-vanish")) {
-		send_frame(fd, 2, NULL, 0);
-		union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
-		unsigned char b[16];
-		struct iovec iov = { b, sizeof b };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-				      .msg_controllen = sizeof u.buf };
-		if (recvmsg(fd, &msg, MSG_CMSG_CLOEXEC) < 0)
-			err(FAIL, "recvmsg");
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		printf("fds frame type=%d with %d descriptors\n", b[5],
-		       c ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0);
+	if (!strcmp(mode, "take-vanish")) {
+		int n = read_fds_frames(&st, count);
+		if (n >= 0)
+			printf("fds frames: %d descriptors\n", n);
 		return 0;
 	}
 	if (!strcmp(mode, "slow-held"))
-		return slow_held(fd, count);
+		return slow_held(&st, count);
 	errx(FAIL, "fakerecv: unknown mode %s", mode);
 }
+
+static void print_answer(int fd);
 
 /* rawsend ADDR HEX [FD...]: send these bytes (FDs attached) and print the first answer frame. */
 static int cmd_rawsend(int argc, char **argv)
@@ -656,17 +690,7 @@ static int cmd_rawsend(int argc, char **argv)
 	static unsigned char out[65536];
 	size_t n = parse_hex(argv[2], out, sizeof out);
 	send_with(fd, out, n, argv + 3, argc - 3, 0);
-	unsigned char h[12];
-	read_full(fd, h, sizeof h, "answer");
-	uint32_t len = le32(h + 8);
-	char *pl = calloc(1, len + 1);
-	if (!pl)
-		err(FAIL, "calloc");
-	read_full(fd, pl, len, "answer payload");
-	if (h[5] == 5)
-		printf("REFUSED: %s\n", pl);
-	else
-		printf("answer type %d\n", h[5]);
+	print_answer(fd);
 	return 0;
 }
 
@@ -704,11 +728,14 @@ static size_t read_some(int fd, void *buf, size_t n)
 	return got;
 }
 
-/* Prints the peer's first frame ("REFUSED: why", "answer type N"), or how it left without one. */
+/* Prints the peer's first frame after its greeting (a GO first, from a
+ * receiver: "REFUSED: why", "answer type N"), or how it left without one. */
 static void print_answer(int fd)
 {
 	unsigned char h[12];
 	size_t got = read_some(fd, h, sizeof h);
+	if (got == sizeof h && h[5] == 2 && le32(h + 8) == 0)
+		got = read_some(fd, h, sizeof h);
 	if (got == 0) {
 		printf("closed without an answer\n");
 		return;

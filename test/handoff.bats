@@ -47,7 +47,7 @@ load test_helper
 		"LISTEN_FDNAMES=fd0:...:fd9999"
 }
 
-@test "fdrecv refuses an offer beyond its hard RLIMIT_NOFILE before any descriptor travels" {
+@test "fdrecv refuses an offer beyond its hard RLIMIT_NOFILE with that reason, though the first 252 rode on the OFFER" {
 	bg bash -c 'ulimit -n 100 && exec fdrecv "$1" -- true' _ "$S" 2>err
 	run -3 t fdtool memfds 300 fdsend "$S"
 	[ "$output" = "fdsend: $S: refused by receiver: cannot hold 300 descriptors (RLIMIT_NOFILE is 100)" ]
@@ -253,7 +253,7 @@ lsfd_expected() {
 	wait_for_socket "$S"
 	run -0 t fdsend --no-ack "$S" 5 6 5<file1 6<file2
 	reap_ok "$BG"
-	assert_file out "first frame: magic=FDHO version=1 type=1" "#0 $(realpath file1)" \
+	assert_file out "first frame: magic=FDHO version=2 type=1" "#0 $(realpath file1)" \
 		"#1 $(realpath file2)" "descriptors: 2"
 }
 
@@ -265,22 +265,22 @@ lsfd_expected() {
 	assert_file out no-ack
 }
 
-@test "a receiver that reads the offer and closes: fdsend exits 3 'closed the connection without answering'" {
+@test "a receiver that greets, reads the offer and closes: fdsend exits 3 'closed the connection without answering'" {
 	bg fdtool fakerecv vanish "$S" >offer
 	wait_for_socket "$S"
 	run -3 t fdsend --fdname a "$S" 0 </dev/null
 	[ "$output" = "fdsend: $S: receiver closed the connection without answering" ]
 	reap_ok "$BG"
-	assert_file offer "offer count=1 flags=0 names=a"
+	assert_file offer "offer v2 count=1 flags=1 names=a"
 }
 
-@test "a receiver that says GO, takes the fds and closes: fdsend exits 3" {
-	bg fdtool fakerecv go-vanish "$S" >offer
+@test "a receiver that greets, takes the fds and closes: fdsend exits 3" {
+	bg fdtool fakerecv take-vanish "$S" >offer
 	wait_for_socket "$S"
 	run -3 t fdsend "$S" 0 0 </dev/null
 	[ "$output" = "fdsend: $S: receiver closed the connection without answering" ]
 	reap_ok "$BG"
-	assert_file offer "offer count=2 flags=0 names=|" "fds frame type=3 with 2 descriptors"
+	assert_file offer "offer v2 count=2 flags=1 names=|" "fds frames: 2 descriptors"
 }
 
 @test "a receiver that never answers: fdsend -t 0.5 exits 4 'no answer from receiver (timed out)'" {

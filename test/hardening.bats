@@ -358,10 +358,10 @@ refused_and_closed() {
 
 # ---- exhaustion ----
 
-@test "RLIMIT_NOFILE 40: fdrecv refuses an offer of 50 before any descriptor travels; the command never runs" {
+@test "RLIMIT_NOFILE 40: fdrecv refuses an offer of 50 with that reason, a bare OFFER or one with descriptors riding on it; the command never runs" {
 	bg bash -c 'ulimit -n 40 && exec fdrecv "$1" -- sh -c "echo ran >ran"' _ "$S" 2>err
 	wait_for_socket "$S"
-	# a bare OFFER is answered REFUSED, not GO: no descriptor is asked for
+	# a bare OFFER is refused on sight; fdsend's, with 50 riding on it, too
 	run -0 t fdtool rawsend "$S" "$(frame 1 "$(offer 50 0)")"
 	assert_output_lines "REFUSED: cannot hold 50 descriptors (RLIMIT_NOFILE is 40)"
 	run -3 t sh -c 'echo $$ >pid; exec fdtool memfds 50 fdsend "$1"' sh "$S"

@@ -611,7 +611,7 @@ sig_bit() {
 	reap_ok "$fake_bg"
 	run cat fake.out
 	[ "${#lines[@]}" -eq 3 ]
-	[ "${lines[0]}" = "offer count=1 flags=0 names=" ]
+	[ "${lines[0]}" = "offer v2 count=1 flags=1 names=" ]
 	[ "${lines[1]}" = "fds frames: 1 descriptors" ]
 	[[ "${lines[2]}" =~ ^held:\ [0-9]+\ of\ 16\ bytes\ sent,\ then: ]]
 }
@@ -744,9 +744,9 @@ taking_then_killed() {
 	[ "$(ulimit -Hn)" -ge 6000 ] || skip "RLIMIT_NOFILE hard limit below 6000: the offer would be refused at once"
 	bg bash -c 'ulimit -Sn 512 && exec fdrecv "$1" -- sh -c "ulimit -Sn"' _ "$S" >out 2>err
 	wait_for_socket "$S"
-	# fdrecv raises its limit to make room, says GO, and the sender just hangs up
+	# fdrecv greets, raises its limit to make room, and the sender just hangs up
 	run -0 t sh -c 'echo $$ >pid; exec fdtool rawclose "$1" "$2"' sh "$S" "$(frame 1 "$(offer 5000 0)")"
-	assert_output_lines "answer type 2"
+	assert_output_lines "closed without an answer"
 	run -0 t fdsend "$S" 0 </dev/null
 	reap_ok "$BG"
 	assert_file out 512
