@@ -10,16 +10,19 @@
 #include "common.h"
 
 static const char usage_text[] =
-	"Usage: fdrecv [-a] [-c] [-n N] [-f N[,N...]] [-i] [-o] [-e] [-t SECONDS]\n"
-	"              [--allow-uid UID[,UID...]] [--mode MODE] [--json]\n"
-	"              [--export STYLE] [--set-nonblock | --clear-nonblock]\n"
+	"Usage: fdrecv [-c] [-t SECONDS] [--allow-uid UID[,UID...]]\n"
+	"              [--socket-mode MODE] [--json] [--export STYLE]\n"
+	"              [--set-nonblock | --clear-nonblock]\n"
 	"              [--ready HOW [--replace PIDFILE] [--ready-timeout SECONDS]\n"
 	"              [--stop-signal SIG] [--stop-timeout SECONDS]]\n"
-	"              SOCKET [-- | --run] [COMMAND [ARG...]]\n"
+	"              [-a] [-n N] [-f N[,N...]] [-i] [-o] [-e] SOCKET\n"
+	"              [[-a] [-n N] [-f N[,N...]] [-i] [-o] [-e] SOCKET ...]\n"
+	"              [-- | --run | -r] [COMMAND [ARG...]]\n"
 	"\n"
 	"Wait on SOCKET for one handoff of descriptors, place them at 3, 4, 5, ...\n"
 	"with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES set, and run COMMAND.\n"
-	"Without COMMAND, describe what arrived.\n"
+	"Without COMMAND, describe what arrived. Each further SOCKET, after the\n"
+	"options of its own, brings one more handoff (util-linux's groups).\n"
 	"\n"
 	"  -a, --abstract         SOCKET is an abstract socket name\n"
 	"  -c, --connect          connect to a holder (fdsend --serve) on SOCKET\n"
@@ -29,11 +32,12 @@ static const char usage_text[] =
 	"  -i, --stdin            place the descriptor at 0 (same as -f 0)\n"
 	"  -o, --stdout           place the descriptor at 1 (same as -f 1)\n"
 	"  -e, --stderr           place the descriptor at 2 (same as -f 2)\n"
+	"  -r, --run              COMMAND follows (as --)\n"
 	"  -t, --timeout SECONDS  give up when no sender came in time (default: wait)\n"
 	"      --allow-uid UID[,UID...]\n"
 	"                         also accept peers of these users (default: only\n"
 	"                         the same user and root)\n"
-	"      --mode MODE        socket file mode (default 0600)\n"
+	"      --socket-mode MODE socket file mode (default 0600)\n"
 	"      --json             describe the descriptors as JSON\n"	"      --export STYLE     how COMMAND learns of them: systemd (LISTEN_FDS),\n"
 	"                         nginx (NGINX), einhorn (EINHORN_FD_*) or none\n"
 	"      --set-nonblock, --clear-nonblock\n"
@@ -76,11 +80,25 @@ static const char *signame(int sig, char *buf, size_t size)
 	return buf;
 }
 
-struct receiver {
+/* One SOCKET and the handoff expected there; with several, util-linux's
+ * groups: "-f 4 S4 -f 5 S5". */
+struct group {
 	struct chan chan;
-	int *targets;          /* where the descriptors go; NULL: 3, 4, 5, ... */
+	const char *word;      /* SOCKET as given */
+	int abstract;          /* -a */
+	size_t count;          /* -n, or its targets; 0: any */
+	size_t ntargets;       /* its share of receiver.targets */
+	int opts;              /* group options seen before its SOCKET */
+	int lfd;               /* listening, or -1 */
+	struct owned *own;     /* its socket file */
+};
+
+struct receiver {
+	struct group *groups;
+	size_t ngroups;
+	int *targets;          /* where the descriptors go, group after group;
+				* NULL: 3, 4, 5, ... */
 	size_t ntargets;
-	size_t count;          /* 0: any */
 	int json;
 	int connect;           /* --connect: to a holder, instead of listening */
 	struct allow allow;
@@ -116,8 +134,8 @@ struct handoff {
 
 /* ---- command line ---- */
 
-/* -f N[,N...]: the words of argv may be cut in place */
-static void add_targets(struct receiver *r, char *arg)
+/* -f N[,N...] for group g: the words of argv may be cut in place */
+static void add_targets(struct receiver *r, struct group *g, char *arg)
 {
 	for (char *tok = arg, *comma; tok; tok = comma ? comma + 1 : NULL) {
 		int fd;
@@ -133,7 +151,9 @@ static void add_targets(struct receiver *r, char *arg)
 		if (!r->targets)
 			err(ST_SYSTEM, "realloc");
 		r->targets[r->ntargets++] = fd;
+		g->ntargets++;
 	}
+	g->opts = 1;
 }
 
 /* Where COMMAND is, found once: what was checked is what runs, so a typo
@@ -251,7 +271,7 @@ static void check_supervision(struct receiver *r)
 		r->stop_sig = SIGTERM;
 }
 
-enum { OPT_JSON = 256, OPT_ALLOW, OPT_MODE, OPT_READY, OPT_REPLACE,
+enum { OPT_JSON = 256, OPT_ALLOW, OPT_SOCKET_MODE, OPT_READY, OPT_REPLACE,
        OPT_READY_TIMEOUT, OPT_STOP_SIGNAL, OPT_STOP_TIMEOUT, OPT_EXPORT,
        OPT_SET_NONBLOCK, OPT_CLEAR_NONBLOCK };
 
@@ -267,7 +287,7 @@ static const struct option long_opts[] = {
 	{ "run", no_argument, NULL, 'r' },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW },
-	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 	{ "ready", required_argument, NULL, OPT_READY },
 	{ "replace", required_argument, NULL, OPT_REPLACE },
 	{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
@@ -282,27 +302,29 @@ static const struct option long_opts[] = {
 };
 
 /* Reads options until a word that is not one, "--" or --run; 1 when it
- * was --run (COMMAND follows). */
-static int take_options(struct receiver *r, int argc, char **argv, int *abstract)
+ * was --run (COMMAND follows). -a, -n, -f, -i, -o and -e go to group g. */
+static int take_options(struct receiver *r, struct group *g, int argc,
+			char **argv)
 {
 	int c;
 
 	while ((c = getopt_long(argc, argv, "+acn:f:ioet:rhV", long_opts, NULL)) != -1) {
 		switch (c) {
-		case 'a': *abstract = 1; break;
+		case 'a': g->abstract = g->opts = 1; break;
 		case 'c': r->connect = 1; break;
 		case 'n':
-			r->count = parse_number(optarg, 1, MAX_FDS, "count");
+			g->count = parse_number(optarg, 1, MAX_FDS, "count");
+			g->opts = 1;
 			break;
-		case 'f': add_targets(r, optarg); break;
-		case 'i': add_targets(r, (char[]){ "0" }); break;
-		case 'o': add_targets(r, (char[]){ "1" }); break;
-		case 'e': add_targets(r, (char[]){ "2" }); break;
+		case 'f': add_targets(r, g, optarg); break;
+		case 'i': add_targets(r, g, (char[]){ "0" }); break;
+		case 'o': add_targets(r, g, (char[]){ "1" }); break;
+		case 'e': add_targets(r, g, (char[]){ "2" }); break;
 		case 't': r->timeout = parse_timeout(optarg); break;
 		case 'r': return 1;
 		case OPT_JSON: r->json = 1; break;
 		case OPT_ALLOW: parse_allow(&r->allow, optarg); break;
-		case OPT_MODE: r->mode = parse_mode(optarg); break;
+		case OPT_SOCKET_MODE: r->mode = parse_mode(optarg); break;
 		case OPT_READY: parse_ready(r, optarg); break;
 		case OPT_REPLACE: r->replace = optarg; break;
 		case OPT_READY_TIMEOUT:
@@ -325,12 +347,46 @@ static int take_options(struct receiver *r, int argc, char **argv, int *abstract
 	return 0;
 }
 
+/* A SOCKET and the group options before it join the groups. */
+static void add_group(struct receiver *r, struct group *g, const char *word)
+{
+	if (!(r->ngroups & (r->ngroups - 1))) {   /* 0, 1, 2, 4, ...: grow */
+		r->groups = realloc(r->groups, (r->ngroups ? 2 * r->ngroups : 1) *
+					       sizeof(*r->groups));
+		if (!r->groups)
+			err(ST_SYSTEM, "realloc");
+	}
+	g->word = word;
+	r->groups[r->ngroups++] = *g;
+	memset(g, 0, sizeof(*g));
+}
+
+/* Each group's count, and its SOCKET resolved. */
+static void check_groups(struct receiver *r)
+{
+	for (size_t i = 0; i < r->ngroups; i++) {
+		struct group *g = &r->groups[i];
+
+		if (g->ntargets && g->count && g->count != g->ntargets)
+			usage_error("--count %zu contradicts %zu target descriptors",
+				    g->count, g->ntargets);
+		if (g->ntargets)
+			g->count = g->ntargets;
+		if (r->ngroups > 1 && !g->ntargets)
+			usage_error("%s: with several SOCKETs, each needs -f, -i, -o or -e before it",
+				    g->word);
+		g->lfd = -1;
+		resolve_chan(&g->chan, g->word, g->abstract);
+	}
+}
+
 /* Options come before SOCKET, or after it up to "--", --run or the first
- * word that is not an option, where COMMAND starts. */
+ * word that is not an option, where COMMAND starts; but a word after -a,
+ * -n, -f, -i, -o or -e is one more SOCKET, with those options its own. */
 static void parse_args(struct receiver *r, int argc, char **argv)
 {
-	int abstract = 0, run;
-	const char *sock;
+	struct group g = { 0 };
+	int run;
 
 	memset(r, 0, sizeof(*r));
 	r->timeout = NO_DEADLINE;
@@ -338,21 +394,27 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	r->ready_timeout = -1;
 	r->stop_timeout = -1;
 	r->nonblock = -1;
-	run = take_options(r, argc, argv, &abstract);
+	run = take_options(r, &g, argc, argv);
 	if (run || optind >= argc)
 		usage_error("missing SOCKET");
-	sock = argv[optind++];
-	run = take_options(r, argc, argv, &abstract) ||
-	      !strcmp(argv[optind - 1], "--");
+	do {
+		add_group(r, &g, argv[optind++]);
+		run = take_options(r, &g, argc, argv) ||
+		      !strcmp(argv[optind - 1], "--");
+	} while (!run && optind < argc && g.opts);
+	if (g.opts && r->ngroups > 1)
+		usage_error("%s: the options after the last SOCKET need a SOCKET of their own",
+			    argv[optind - 1]);
+	if (g.opts) {   /* "fdrecv S -f 4 -- cmd": they are S's */
+		r->groups[0].abstract |= g.abstract;
+		r->groups[0].ntargets += g.ntargets;
+		if (g.count)
+			r->groups[0].count = g.count;
+	}
 	if (optind < argc)
 		r->cmd = argv + optind;
 	else if (run)
 		usage_error("%s needs a COMMAND", argv[optind - 1]);
-	if (r->ntargets && r->count && r->count != r->ntargets)
-		usage_error("--count %zu contradicts %zu target descriptors",
-			    r->count, r->ntargets);
-	if (r->ntargets)
-		r->count = r->ntargets;
 	if (r->json && r->cmd)
 		usage_error("--json describes descriptors; it takes no COMMAND");
 	check_supervision(r);
@@ -360,7 +422,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 	/* a mistyped command must not swallow anybody's descriptors */
 	if (r->cmd && !(r->path = find_command(r->cmd[0])))
 		err(ST_SYSTEM, "malloc");
-	resolve_chan(&r->chan, sock, abstract);
+	check_groups(r);
 }
 
 /* ---- receiving ---- */
@@ -443,15 +505,16 @@ static size_t join_names(const char *names, size_t n, char *out, int *named)
 	return len;
 }
 
-/* Checks an offer against what this receiver accepts; NULL when fine. */
-static const char *check_offer(const struct receiver *r, const char *names,
-			       size_t n, char *why, size_t size)
+/* Checks an offer against what this receiver accepts (want: the count
+ * of the group, 0 for any); NULL when fine. */
+static const char *check_offer(const struct receiver *r, size_t want,
+			       const char *names, size_t n, char *why, size_t size)
 {
 	int named;
 
-	if (r->count && n != r->count) {
+	if (want && n != want) {
 		snprintf(why, size, "expected %zu descriptor%s, offered %zu",
-			 r->count, r->count == 1 ? "" : "s", n);
+			 want, want == 1 ? "" : "s", n);
 		return why;
 	}
 	if (r->cmd && r->export == EXPORT_SYSTEMD &&
@@ -472,7 +535,7 @@ static int refuse(struct inbox *ib, const char *why)
 }
 
 /* A sender that knows no protocol: its first message's descriptors. */
-static int take_plain(const struct receiver *r, struct inbox *ib,
+static int take_plain(const struct receiver *r, size_t want, struct inbox *ib,
 		      struct handoff *h)
 {
 	char why[128];
@@ -480,7 +543,7 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 	h->names = calloc(ib->nfds, 1);   /* all unnamed */
 	if (!h->names)
 		return inbox_fail(ib, "out of memory");
-	if (check_offer(r, h->names, ib->nfds, why, sizeof(why)))
+	if (check_offer(r, want, h->names, ib->nfds, why, sizeof(why)))
 		return inbox_fail(ib, "%s", why);
 	h->n = ib->nfds;
 	h->plain = 1;
@@ -493,7 +556,8 @@ static int take_plain(const struct receiver *r, struct inbox *ib,
 /* When the first read failed (a receiver short of descriptors gets its
  * control data truncated): the OFFER that came with it, if refused on
  * its own, says why better. */
-static const char *offer_refused(const struct receiver *r, struct inbox *ib)
+static const char *offer_refused(const struct receiver *r, size_t want,
+				 struct inbox *ib)
 {
 	const unsigned char *p = ib->buf + HDR_LEN;
 	uint32_t len;
@@ -504,7 +568,8 @@ static const char *offer_refused(const struct receiver *r, struct inbox *ib)
 	    (len = get32(ib->buf + 8)) > ib->len - HDR_LEN || parse_offer(p, len, &o))
 		return ib->why;
 	free(o.names);
-	bad = check_offer(r, (const char *)p + 12, o.count, ib->why, sizeof(ib->why));
+	bad = check_offer(r, want, (const char *)p + 12, o.count, ib->why,
+			  sizeof(ib->why));
 	return bad ? bad : ib->why;
 }
 
@@ -512,19 +577,19 @@ static const char *offer_refused(const struct receiver *r, struct inbox *ib)
  * does not: 1 when a plain sender's descriptors were taken into h, 0
  * when a frame header is there to read, -1 on failure (ib->why; empty
  * when the peer left without a word, as probes do). */
-static int sniff(const struct receiver *r, struct inbox *ib, struct handoff *h,
-		 msec_t deadline)
+static int sniff(const struct receiver *r, size_t want, struct inbox *ib,
+		 struct handoff *h, msec_t deadline)
 {
 	for (;;) {
 		int fr = inbox_fill(ib, deadline);
 
 		if (fr < 0)
-			return refuse(ib, offer_refused(r, ib));
+			return refuse(ib, offer_refused(r, want, ib));
 		if (fr == 0)   /* silent only if it said nothing: a probe */
 			return ib->len ? refuse(ib, "connection closed in the middle of a frame")
 				       : -1;
 		if (ib->firstfds && (ib->len < HDR_LEN || memcmp(ib->buf, MAGIC, 4)))
-			return take_plain(r, ib, h) < 0 ? -1 : 1;
+			return take_plain(r, want, ib, h) < 0 ? -1 : 1;
 		if (ib->len >= HDR_LEN)
 			return 0;
 	}
@@ -532,7 +597,7 @@ static int sniff(const struct receiver *r, struct inbox *ib, struct handoff *h,
 
 /* Reads and checks the OFFER, keeping its names in h; then the go-ahead,
  * unless the sender needs none. 0, or -1 with ib->why. */
-static int read_offer(const struct receiver *r, struct inbox *ib,
+static int read_offer(const struct receiver *r, size_t want, struct inbox *ib,
 		      struct handoff *h, msec_t deadline)
 {
 	const unsigned char *p;
@@ -557,7 +622,7 @@ static int read_offer(const struct receiver *r, struct inbox *ib,
 	if (!(h->names = malloc(get32(p + 8))))
 		return refuse(ib, "out of memory");
 	memcpy(h->names, p + 12, get32(p + 8));
-	if ((bad = check_offer(r, h->names, o.count, why, sizeof(why))))
+	if ((bad = check_offer(r, want, h->names, o.count, why, sizeof(why))))
 		return refuse(ib, bad);
 	/* whatever the flags, the greeting was its go-ahead */
 	return inbox_expect(ib, o.count) < 0 ? refuse(ib, ib->why) : 0;
@@ -614,80 +679,134 @@ static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 
 /* Receives one whole handoff into h; -1 with ib->why on failure (empty
  * when the peer left without a word, as probes do). */
-static int recv_handoff(const struct receiver *r, struct inbox *ib,
-			struct handoff *h, msec_t deadline)
+static int recv_handoff(const struct receiver *r, size_t want,
+			struct inbox *ib, struct handoff *h, msec_t deadline)
 {
-	int plain = sniff(r, ib, h, deadline);
+	int plain = sniff(r, want, ib, h, deadline);
 
 	if (plain)
 		return plain > 0 ? 0 : -1;
-	if (read_offer(r, ib, h, deadline) < 0)
+	if (read_offer(r, want, ib, h, deadline) < 0)
 		return -1;
 	return collect_fds(ib, h, deadline);
 }
 
-/* Accepts senders until one hands over (its connection), or -1 at the
- * deadline; a bad one is told and skipped. */
-static int accept_handoff(const struct receiver *r, int lfd, struct handoff *h,
-			  msec_t deadline)
+/* The handoff is complete: HELD (a plain sender reads nothing), and the
+ * connection closed, /dev/null in its place if it was 0, 1 or 2, so that
+ * COMMAND still starts with them open. */
+static void finish_handoff(int conn, const struct handoff *h)
+{
+	unsigned char held[4];
+
+	put32(held, (uint32_t)h->n);
+	if (!h->plain)
+		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
+	close(conn);
+	if (conn < 3 && open("/dev/null", O_RDWR) != conn)
+		err(ST_SYSTEM, "/dev/null");
+}
+
+/* A sender on group g's listener: admitted, greeted and received into h
+ * (0), or told why not, warned of and dropped (-1). */
+static int take_sender(const struct receiver *r, struct group *g,
+		       struct handoff *h, msec_t deadline, struct warn_limit *wl)
+{
+	struct inbox ib;
+	struct ucred cr;
+	char why[100];
+	int conn = accept4(g->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (conn < 0) {
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+			err(ST_SYSTEM, "%s: accept", g->chan.label);
+		return -1;
+	}
+	inbox_init(&ib, conn);
+	if (!peer_allowed(conn, &r->allow, &cr)) {
+		refuse(&ib, not_allowed(&cr, why, sizeof(why)));
+		snprintf(ib.why, sizeof(ib.why), "not allowed (see --allow-uid)");
+	} else if (send_greeting(conn),
+		   recv_handoff(r, g->count, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
+		inbox_free(&ib);
+		finish_handoff(conn, h);
+		return 0;
+	}
+	/* a peer that left without a word was only probing */
+	if (ib.why[0])
+		warn_peer(wl, g->chan.label, "senders", "%s: sender uid %u pid %d: %s",
+			  g->chan.label, (unsigned)cr.uid, (int)cr.pid, ib.why);
+	inbox_free(&ib);
+	free(h->names);
+	h->names = NULL;
+	close(conn);
+	return -1;
+}
+
+/* Accepts senders on every listening group until each has handed over,
+ * in whatever order they come; a bad one is told and skipped. At the
+ * deadline, the files go while the listeners still listen. */
+static void accept_handoffs(const struct receiver *r, struct handoff *hs,
+			    msec_t deadline)
 {
 	struct warn_limit wl = { 0, 0, 0 };
+	struct pollfd *pf = calloc(r->ngroups, sizeof(*pf));
+	size_t left = 0;
 
-	for (;;) {
-		struct inbox ib;
-		struct ucred cr;
-		char why[100];
-		int conn, w = wait_fd(lfd, POLLIN, earlier(deadline, warnings_due(&wl)));
+	if (!pf)
+		err(ST_SYSTEM, "malloc");
+	for (size_t i = 0; i < r->ngroups; i++)
+		left += r->groups[i].lfd >= 0;
+	while (left) {
+		msec_t until = earlier(deadline, warnings_due(&wl)), wait;
+		int n;
 
-		flush_warnings(&wl, r->chan.label, "senders", 0);
-		if (w == 0 && now_ms() < deadline)
-			continue;
-		if (w == 0)
-			return -1;
-		if (w < 0 || (conn = accept4(lfd, NULL, NULL,
-					     SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0) {
-			if (errno == EINTR || errno == EAGAIN ||
-			    errno == ECONNABORTED)
+		for (size_t i = 0; i < r->ngroups; i++)
+			pf[i] = (struct pollfd){ .fd = r->groups[i].lfd, .events = POLLIN };
+		wait = until == NO_DEADLINE ? -1 : until - now_ms();
+		n = poll(pf, r->ngroups, wait < 0 && until != NO_DEADLINE ? 0
+			 : wait > INT_MAX ? INT_MAX : (int)wait);
+		if (n < 0 && errno != EINTR)
+			err(ST_SYSTEM, "poll");
+		flush_warnings(&wl, r->groups[0].chan.label, "senders", 0);
+		if (n == 0 && now_ms() >= deadline)
+			break;
+		for (size_t i = 0; n > 0 && i < r->ngroups; i++) {
+			struct group *g = &r->groups[i];
+
+			if (!pf[i].revents || take_sender(r, g, &hs[i], deadline, &wl) < 0)
 				continue;
-			err(ST_SYSTEM, "%s: accept", r->chan.label);
+			remove_file(g->own);   /* while it listens: a successor waits for that */
+			close(g->lfd);
+			g->lfd = -1;
+			left--;
 		}
-		inbox_init(&ib, conn);
-		if (!peer_allowed(conn, &r->allow, &cr)) {
-			refuse(&ib, not_allowed(&cr, why, sizeof(why)));
-			snprintf(ib.why, sizeof(ib.why), "not allowed (see --allow-uid)");
-		}
-		else if (send_greeting(conn),
-			 recv_handoff(r, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
-			inbox_free(&ib);
-			flush_warnings(&wl, r->chan.label, "senders", 1);
-			return conn;
-		}
-		/* a peer that left without a word was only probing */
-		if (ib.why[0])
-			warn_peer(&wl, r->chan.label, "senders", "%s: sender uid %u pid %d: %s",
-				  r->chan.label, (unsigned)cr.uid, (int)cr.pid, ib.why);
-		inbox_free(&ib);
-		free(h->names);
-		h->names = NULL;
-		close(conn);
 	}
+	flush_warnings(&wl, r->groups[0].chan.label, "senders", 1);
+	free(pf);
+	if (!left)
+		return;
+	for (size_t i = 0; i < r->ngroups; i++)
+		remove_file(r->groups[i].own);
+	for (size_t i = 0; i < r->ngroups; i++)
+		if (r->groups[i].lfd >= 0)
+			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
+			     r->groups[i].chan.label);
 }
 
 /* ---- placing ---- */
 
 /* Moves fds[i] to targets[i] for all i without clobbering one another: a
  * descriptor is placed once its target is free, and a cycle is broken by
- * moving one member aside. *own (the connection) is moved off the targets. */
-static void place_fds(int *fds, const int *targets, size_t n, int *own)
+ * moving one member aside. */
+static void place_fds(int *fds, const int *targets, size_t n)
 {
-	int hi = *own, top = 0;
+	int hi = 0;
 	int *at, *wants, *stack;
 	size_t sp = 0, placed = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		if (fds[i] > hi) hi = fds[i];
 		if (targets[i] > hi) hi = targets[i];
-		if (targets[i] > top) top = targets[i];
 	}
 	at = calloc((size_t)hi + 2, sizeof(int));      /* fd -> 1 + index sitting there */
 	wants = calloc((size_t)hi + 2, sizeof(int));   /* fd -> 1 + index aiming there */
@@ -697,14 +816,6 @@ static void place_fds(int *fds, const int *targets, size_t n, int *own)
 	for (size_t i = 0; i < n; i++) {
 		at[fds[i]] = (int)i + 1;
 		wants[targets[i]] = (int)i + 1;
-	}
-	if (wants[*own]) {
-		int moved = fcntl(*own, F_DUPFD_CLOEXEC, top + 1);
-
-		if (moved < 0)
-			err(ST_SYSTEM, "moving the connection aside");
-		close(*own);
-		*own = moved;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!at[targets[i]] || at[targets[i]] == (int)i + 1)
@@ -1056,6 +1167,7 @@ static void release(struct receiver *r, struct handoff *h, int *targets)
 	if (targets != r->targets)
 		free(targets);
 	free(r->targets);
+	free(r->groups);
 	free(r->allow.uids);
 	free(r->path);
 	free(h->fds);
@@ -1645,51 +1757,88 @@ static int supervise(const struct receiver *r, struct instance *old,
 	return ST_OK;
 }
 
-/* fd:N, or --connect: one peer on one connection. */
-static int recv_from_peer(struct receiver *r, struct handoff *h)
+/* fd:N, or --connect: one peer on one connection, for group g. */
+static void recv_from_peer(const struct receiver *r, struct group *g,
+			   struct handoff *h, msec_t deadline)
 {
-	msec_t deadline = deadline_after(r->timeout);
 	struct inbox ib;
 	struct ucred cr;
 	char why[100];
-	int conn = r->chan.inherited;
+	int conn = g->chan.inherited;
 
-	if (r->connect && conn < 0) {
-		conn = connect_chan(&r->chan, deadline, "holder");
+	if (conn < 0) {
+		conn = connect_chan(&g->chan, deadline, "holder");
 		deadline = earlier(deadline, now_ms() + PEER_TIMEOUT_MS);
 	}
 	inbox_init(&ib, conn);
 	if (!peer_allowed(conn, &r->allow, &cr)) {
 		refuse(&ib, not_allowed(&cr, why, sizeof(why)));
 		close(conn);
-		errx(ST_HANDOFF, "%s: refused the sender: %s", r->chan.label, why);
+		errx(ST_HANDOFF, "%s: refused the sender: %s", g->chan.label, why);
 	}
 	send_greeting(conn);
-	if (recv_handoff(r, &ib, h, deadline) < 0) {
+	if (recv_handoff(r, g->count, &ib, h, deadline) < 0) {
 		inbox_free(&ib);
 		close(conn);
 		errx(ib.timed_out ? ST_TIMEOUT : ST_HANDOFF,
-		     "%s: %s", r->chan.label,
+		     "%s: %s", g->chan.label,
 		     ib.why[0] ? ib.why : "sender closed the connection");
 	}
 	inbox_free(&ib);
-	return conn;
+	finish_handoff(conn, h);
 }
 
-/* Listening on SOCKET: the first sender that hands over. */
-static int recv_by_listening(struct receiver *r, struct handoff *h)
+/* Every group's handoff into hs: the listeners open first, so senders may
+ * come in any order; then each connecting group in turn; then the senders
+ * on the listeners. */
+static void recv_groups(const struct receiver *r, struct handoff *hs)
 {
-	struct owned *own;
-	int lfd, conn;
+	msec_t deadline = deadline_after(r->timeout);
 
-	catch_signals(1);
-	lfd = listen_chan(&r->chan, SOMAXCONN, r->mode, FOR_HANDOFF, &own);
-	conn = accept_handoff(r, lfd, h, deadline_after(r->timeout));
-	remove_file(own);   /* while it listens: a successor waits for that */
-	close(lfd);
-	if (conn < 0)
-		errx(ST_TIMEOUT, "%s: timed out waiting for a sender", r->chan.label);
-	return conn;
+	for (size_t i = 0; i < r->ngroups; i++) {
+		struct group *g = &r->groups[i];
+
+		if (g->chan.inherited < 0 && !r->connect) {
+			catch_signals(1);
+			g->lfd = listen_chan(&g->chan, SOMAXCONN, r->mode,
+					     FOR_HANDOFF, &g->own);
+		}
+	}
+	for (size_t i = 0; i < r->ngroups; i++)
+		if (r->groups[i].lfd < 0)
+			recv_from_peer(r, &r->groups[i], &hs[i], deadline);
+	accept_handoffs(r, hs, deadline);
+}
+
+/* The groups' handoffs as one, in group order. */
+static void join_handoffs(struct handoff *h, struct handoff *hs, size_t n)
+{
+	size_t len = 0, k = 0, at = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *s = hs[i].names;
+
+		h->n += hs[i].n;
+		for (size_t j = 0; j < hs[i].n; j++, s += strlen(s) + 1)
+			;
+		len += (size_t)(s - hs[i].names);
+	}
+	h->fds = malloc((h->n + 1) * sizeof(int));
+	h->names = malloc(len + 1);
+	if (!h->fds || !h->names)
+		err(ST_SYSTEM, "malloc");
+	for (size_t i = 0; i < n; i++) {
+		const char *s = hs[i].names;
+
+		memcpy(h->fds + k, hs[i].fds, hs[i].n * sizeof(int));
+		k += hs[i].n;
+		for (size_t j = 0; j < hs[i].n; j++, s += strlen(s) + 1)
+			;
+		memcpy(h->names + at, hs[i].names, (size_t)(s - hs[i].names));
+		at += (size_t)(s - hs[i].names);
+		free(hs[i].fds);
+		free(hs[i].names);
+	}
 }
 
 /* One of fdrecv's own descriptors, moved above the targets (top and
@@ -1709,11 +1858,10 @@ static void move_above(int *fd, int top)
 int main(int argc, char **argv)
 {
 	struct receiver r;
-	struct handoff h = { 0 };
+	struct handoff h = { 0 }, *hs;
 	struct instance old = { 0, -1 };
 	struct rlimit nofile;
-	unsigned char held[4];
-	int conn, status, *targets, top, err_fd = -1;
+	int status, *targets, top, err_fd = -1;
 
 	start_up(remove_owned_files);
 	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
@@ -1721,10 +1869,14 @@ int main(int argc, char **argv)
 	parse_args(&r, argc, argv);
 	if (r.replace)   /* before anything new starts */
 		pin_old(r.replace, &old);
-	if (r.chan.inherited >= 0 || r.connect)
-		conn = recv_from_peer(&r, &h);
+	if (!(hs = calloc(r.ngroups, sizeof(*hs))))
+		err(ST_SYSTEM, "malloc");
+	recv_groups(&r, hs);
+	if (r.ngroups == 1)
+		h = hs[0];
 	else
-		conn = recv_by_listening(&r, &h);
+		join_handoffs(&h, hs, r.ngroups);
+	free(hs);
 	targets = r.targets;
 	if (!targets) {
 		targets = malloc(h.n * sizeof(int));
@@ -1739,15 +1891,8 @@ int main(int argc, char **argv)
 		/* fdrecv still speaks on its own stderr, whatever lands on 2 */
 		if ((err_fd = fcntl(2, F_DUPFD_CLOEXEC, top + 1)) < 0)
 			err(ST_SYSTEM, "stderr");
-		place_fds(h.fds, targets, h.n, &conn);
+		place_fds(h.fds, targets, h.n);
 	}
-	put32(held, (uint32_t)h.n);
-	if (!h.plain)   /* a plain sender reads nothing */
-		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
-	close(conn);
-	/* fd:0 was the connection: COMMAND still starts with 0, 1, 2 open */
-	if (conn < 3 && open("/dev/null", O_RDWR) != conn)
-		err(ST_SYSTEM, "/dev/null");
 	set_nonblock(&r, &h);
 	if (!r.cmd) {
 		describe_all(&r, &h);

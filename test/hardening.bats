@@ -119,9 +119,9 @@ refused_and_closed() {
 	[ "$(ls -A d)" = s ]
 }
 
-@test "mode: fdrecv --mode 0660 gives a 0660 socket file, even under umask 077" {
+@test "mode: fdrecv --socket-mode 0660 gives a 0660 socket file, even under umask 077" {
 	mkdir d
-	bg sh -c 'umask 077; exec fdrecv --mode 0660 "$1"' sh "$T/d/s"
+	bg sh -c 'umask 077; exec fdrecv --socket-mode 0660 "$1"' sh "$T/d/s"
 	wait_for_socket d/s
 	[ "$(stat -c %a d/s)" = 660 ]
 	[ "$(ls -A d)" = s ]
