@@ -81,6 +81,9 @@ enum {
 #define MAX_ARG_STRLEN (128 * 1024)     /* the kernel's bound on one string of
 					 * the environment */
 #define CHUNK 65536             /* largest sendmsg; SEQPACKET readers use at least this */
+/* a stream sendmsg the kernel never splits (it cuts at about 36 KiB, the
+ * descriptors riding on the first piece) */
+#define ONE_PIECE 16384
 #define MAX_PAYLOAD (16u << 20)
 #define SUN_PATH_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
@@ -609,6 +612,15 @@ static inline void resolve_chan(struct chan *c, const char *word, int abstract)
 	c->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
 }
 
+static inline int is_stream(int fd)
+{
+	int v;
+	socklen_t len = sizeof(v);
+
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0 &&
+	       v == SOCK_STREAM;
+}
+
 static inline int unix_socket(int type)
 {
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -1076,6 +1088,7 @@ struct offer {
 	uint32_t count;
 	uint32_t flags;
 	const char **names;     /* count pointers into the payload */
+	int waits;              /* the sender reads HELD (version 2 field) */
 };
 
 /* Parses an OFFER payload; NULL on success, else the reason.
@@ -1121,6 +1134,7 @@ static inline const char *parse_offer(const unsigned char *p, size_t len,
 		o->names = NULL;
 		return "malformed descriptor names";
 	}
+	o->waits = len - 12 - nlen >= 4 && (get32(p + 12 + nlen) & 1);
 	return NULL;
 }
 
@@ -1217,7 +1231,7 @@ static inline void send_refusal(int fd, const char *why)
 	size_t len = strlen(why);
 
 	if (len > REASON_MAX)
-		for (len = REASON_MAX; (why[len] & 0xc0) == 0x80; len--)
+		for (len = REASON_MAX; len && (why[len] & 0xc0) == 0x80; len--)
 			;
 	send_frame(fd, T_REFUSED, why, (uint32_t)len, now_ms() + 200);
 }

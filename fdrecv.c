@@ -129,6 +129,7 @@ struct handoff {
 	int *fds;
 	size_t n;
 	int plain;             /* from a sender that knows no protocol */
+	int waits;             /* the sender reads HELD */
 	char *names;           /* n NUL-terminated names, "" when unnamed */
 };
 
@@ -381,8 +382,9 @@ static void check_groups(struct receiver *r)
 }
 
 /* Options come before SOCKET, or after it up to "--", --run or the first
- * word that is not an option, where COMMAND starts; but a word after -a,
- * -n, -f, -i, -o or -e is one more SOCKET, with those options its own. */
+ * word that is not an option, where COMMAND starts; but when SOCKET came
+ * after options of its own (-a, -n, -f, -i, -o, -e), a word after more of
+ * them is one more SOCKET, theirs: util-linux's "-f 4 S4 -f 5 S5". */
 static void parse_args(struct receiver *r, int argc, char **argv)
 {
 	struct group g = { 0 };
@@ -401,7 +403,7 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		add_group(r, &g, argv[optind++]);
 		run = take_options(r, &g, argc, argv) ||
 		      !strcmp(argv[optind - 1], "--");
-	} while (!run && optind < argc && g.opts);
+	} while (!run && optind < argc && g.opts && r->groups[0].opts);
 	if (g.opts && r->ngroups > 1)
 		usage_error("%s: the options after the last SOCKET need a SOCKET of their own",
 			    argv[optind - 1]);
@@ -559,18 +561,24 @@ static int take_plain(const struct receiver *r, size_t want, struct inbox *ib,
 static const char *offer_refused(const struct receiver *r, size_t want,
 				 struct inbox *ib)
 {
-	const unsigned char *p = ib->buf + HDR_LEN;
+	const unsigned char *p;
 	uint32_t len;
+	int type;
 	struct offer o;
-	const char *bad;
+	char why[sizeof(ib->why)];
 
-	if (ib->len < HDR_LEN || check_header(ib->buf) || ib->buf[5] != T_OFFER ||
-	    (len = get32(ib->buf + 8)) > ib->len - HDR_LEN || parse_offer(p, len, &o))
-		return ib->why;
-	free(o.names);
-	bad = check_offer(r, want, (const char *)p + 12, o.count, ib->why,
-			  sizeof(ib->why));
-	return bad ? bad : ib->why;
+	/* the rest of the OFFER follows without descriptors: read it briefly */
+	memcpy(why, ib->why, sizeof(why));
+	if (ib->len >= HDR_LEN && !check_header(ib->buf) && ib->buf[5] == T_OFFER &&
+	    inbox_frame(ib, &type, &p, &len, now_ms() + 100) == 1 &&
+	    !parse_offer(p, len, &o)) {
+		free(o.names);
+		if (check_offer(r, want, (const char *)p + 12, o.count, ib->why,
+				sizeof(ib->why)))
+			return ib->why;
+	}
+	memcpy(ib->why, why, sizeof(why));
+	return ib->why;
 }
 
 /* The first bytes tell a sender that knows the protocol from one that
@@ -581,9 +589,10 @@ static int sniff(const struct receiver *r, size_t want, struct inbox *ib,
 		 struct handoff *h, msec_t deadline)
 {
 	for (;;) {
-		int fr = inbox_fill(ib, deadline);
+		int fr;
 
-		if (fr < 0)
+		ib->limit = ib->exact ? HDR_LEN - ib->len : 0;
+		if ((fr = inbox_fill(ib, deadline)) < 0)
 			return refuse(ib, offer_refused(r, want, ib));
 		if (fr == 0)   /* silent only if it said nothing: a probe */
 			return ib->len ? refuse(ib, "connection closed in the middle of a frame")
@@ -619,6 +628,7 @@ static int read_offer(const struct receiver *r, size_t want, struct inbox *ib,
 	free(o.names);
 	/* the OFFER holds the names back to back, each NUL-terminated */
 	h->n = o.count;
+	h->waits = o.waits;
 	if (!(h->names = malloc(get32(p + 8))))
 		return refuse(ib, "out of memory");
 	memcpy(h->names, p + 12, get32(p + 8));
@@ -636,12 +646,10 @@ static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 {
 	const unsigned char *p;
 	uint32_t len, got = 0, n, k = 0;
-	int type, fr, v;
-	socklen_t vl = sizeof(v);
+	int type, fr;
 	char text[4 * REASON_MAX + 1];
 
-	/* on a stream, reads end at a frame's end; a record is read whole */
-	if (getsockopt(ib->fd, SOL_SOCKET, SO_TYPE, &v, &vl) == 0 && v == SOCK_STREAM)
+	if (ib->exact)   /* a record is read whole */
 		ib->exact = FDS_FRAME;
 	while (got < h->n) {
 		fr = inbox_frame(ib, &type, &p, &len, deadline);
@@ -666,7 +674,7 @@ static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 		}
 		got += n;
 		if (ib->nfds != got) {
-			snprintf(text, sizeof(text), "FDS frame %u: %u descriptors announced, %zu came with it",
+			snprintf(text, sizeof(text), "FDS frame %u: n=%u, but %zu descriptors came with it",
 				 k, n, ib->nfds - (got - n));
 			return refuse(ib, text);
 		}
@@ -682,9 +690,13 @@ static int collect_fds(struct inbox *ib, struct handoff *h, msec_t deadline)
 static int recv_handoff(const struct receiver *r, size_t want,
 			struct inbox *ib, struct handoff *h, msec_t deadline)
 {
-	int plain = sniff(r, want, ib, h, deadline);
+	int plain;
 
-	if (plain)
+	/* on a stream, reads stop at the end of each frame, never in the next:
+	 * that tells which frame descriptors came with */
+	if (is_stream(ib->fd))
+		ib->exact = HDR_LEN;
+	if ((plain = sniff(r, want, ib, h, deadline)))
 		return plain > 0 ? 0 : -1;
 	if (read_offer(r, want, ib, h, deadline) < 0)
 		return -1;
@@ -693,17 +705,26 @@ static int recv_handoff(const struct receiver *r, size_t want,
 
 /* The handoff is complete: HELD (a plain sender reads nothing), and the
  * connection closed, /dev/null in its place if it was 0, 1 or 2, so that
- * COMMAND still starts with them open. */
-static void finish_handoff(int conn, const struct handoff *h)
+ * COMMAND still starts with them open. A sender that awaited HELD but is
+ * gone has given up (a timeout, exit 4): what it sent is closed, and -1. */
+static int finish_handoff(int conn, struct handoff *h)
 {
 	unsigned char held[4];
+	int gone;
 
 	put32(held, (uint32_t)h->n);
-	if (!h->plain)
-		send_frame(conn, T_HELD, held, 4, now_ms() + PEER_TIMEOUT_MS);
+	gone = !h->plain && send_frame(conn, T_HELD, held, 4,
+				       now_ms() + PEER_TIMEOUT_MS) < 0 && h->waits;
 	close(conn);
 	if (conn < 3 && open("/dev/null", O_RDWR) != conn)
 		err(ST_SYSTEM, "/dev/null");
+	if (!gone)
+		return 0;
+	close_all(h->fds, h->n);
+	free(h->fds);
+	free(h->names);
+	memset(h, 0, sizeof(*h));
+	return -1;
 }
 
 /* A sender on group g's listener: admitted, greeted and received into h
@@ -728,8 +749,11 @@ static int take_sender(const struct receiver *r, struct group *g,
 	} else if (send_greeting(conn),
 		   recv_handoff(r, g->count, &ib, h, earlier(deadline, now_ms() + PEER_TIMEOUT_MS)) == 0) {
 		inbox_free(&ib);
-		finish_handoff(conn, h);
-		return 0;
+		if (finish_handoff(conn, h) == 0)
+			return 0;
+		warn_peer(wl, g->chan.label, "senders", "%s: sender uid %u pid %d: gone before HELD (it gave up); its descriptors were closed",
+			  g->chan.label, (unsigned)cr.uid, (int)cr.pid);
+		return -1;
 	}
 	/* a peer that left without a word was only probing */
 	if (ib.why[0])
@@ -1785,7 +1809,9 @@ static void recv_from_peer(const struct receiver *r, struct group *g,
 		     ib.why[0] ? ib.why : "sender closed the connection");
 	}
 	inbox_free(&ib);
-	finish_handoff(conn, h);
+	if (finish_handoff(conn, h) < 0)
+		errx(ST_HANDOFF, "%s: sender gone before HELD (it gave up); its descriptors were closed",
+		     g->chan.label);
 }
 
 /* Every group's handoff into hs: the listeners open first, so senders may

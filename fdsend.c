@@ -682,20 +682,23 @@ static void fds_frame(unsigned char *b, size_t n)
 	put32(b + HDR_LEN, (uint32_t)n);
 }
 
-/* The OFFER frame: count, flags, names each NUL-terminated. The first FDS
- * frame joins it, its descriptors riding on the OFFER's first byte, so a
- * plain receiver's single recvmsg gets them; the others never wait for GO. */
+/* The OFFER frame: count, flags, names each NUL-terminated, then whether
+ * HELD is awaited. The first FDS frame joins it, its descriptors riding
+ * on the OFFER's first byte, so a plain receiver's single recvmsg gets
+ * them; the others never wait for GO. With more frames to follow, only
+ * when the kernel sends it in one piece: a version 1 receiver reading on
+ * would take the next frame's descriptors before it knows the count. */
 static void build_offer(const struct sender *s, struct offer_msg *m)
 {
 	size_t nlen = 0, off;
 
 	for (size_t i = 0; i < s->nsrc; i++)
 		nlen += strlen(s->src[i].name) + 1;
-	m->len = HDR_LEN + 12 + nlen;
+	m->len = HDR_LEN + 12 + nlen + 4;
 	m->buf = malloc(m->len + FDS_FRAME);
 	if (!m->buf)
 		err(ST_SYSTEM, "malloc");
-	put_header(m->buf, T_OFFER, (uint32_t)(12 + nlen));
+	put_header(m->buf, T_OFFER, (uint32_t)(12 + nlen + 4));
 	put32(m->buf + HDR_LEN, (uint32_t)s->nsrc);
 	put32(m->buf + HDR_LEN + 4, F_NOWAIT);
 	put32(m->buf + HDR_LEN + 8, (uint32_t)nlen);
@@ -706,8 +709,9 @@ static void build_offer(const struct sender *s, struct offer_msg *m)
 		memcpy(m->buf + off, s->src[i].name, l);
 		off += l;
 	}
+	put32(m->buf + off, !s->noack);
 	m->first = 0;
-	if (m->len + FDS_FRAME <= CHUNK) {
+	if (m->len + FDS_FRAME <= (s->nsrc <= FDS_PER_SEND ? CHUNK : ONE_PIECE)) {
 		m->first = s->nsrc < FDS_PER_SEND ? s->nsrc : FDS_PER_SEND;
 		fds_frame(m->buf + m->len, m->first);
 		m->len += FDS_FRAME;

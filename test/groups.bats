@@ -48,19 +48,19 @@ load test_helper
 }
 
 @test "groups: several SOCKETs with one that has no target is a usage error naming it" {
-	run -2 t fdrecv "$T/s1" -f 5 "$T/s2" -- true
+	run -2 t fdrecv -f 4 "$T/s1" -a "$T/s2" -- true
 	assert_usage_error fdrecv
-	[ "${lines[0]}" = "fdrecv: $T/s1: with several SOCKETs, each needs -f, -i, -o or -e before it" ]
+	[ "${lines[0]}" = "fdrecv: $T/s2: with several SOCKETs, each needs -f, -i, -o or -e before it" ]
 	absent s1
 	absent s2
 }
 
-@test "groups: options after the last of several SOCKETs are a usage error; with one SOCKET they are its own" {
+@test "groups: options after the last of several SOCKETs are a usage error; after a lone first SOCKET they are its own and the next word is COMMAND" {
 	run -2 t fdrecv -f 4 "$T/s4" -f 5 "$T/s5" -f 6 -- true
 	assert_usage_error fdrecv
 	[ "${lines[0]}" = "fdrecv: --: the options after the last SOCKET need a SOCKET of their own" ]
 	: >f
-	bg fdrecv "$S" -f 7 -- sh -c 'test -e /proc/self/fd/7 && echo at7' >out
+	bg fdrecv "$S" -f 7 sh -c 'test -e /proc/self/fd/7 && echo at7' >out
 	run -0 t fdsend "$S" 5 5<f
 	reap_ok "$BG"
 	assert_file out at7

@@ -93,3 +93,33 @@ refused_then_accepts() {
 	[ "$output" = "fdsend: $S: refused by receiver: ok\\x1b[2J\\x0afdsend: all delivered" ]
 	reap_ok "$BG"
 }
+
+@test "600 descriptors with 60-byte names (an OFFER of ~37 KiB, cut in two by the kernel) arrive whole" {
+	names=$(for i in $(seq 600); do printf 'n%059d:' "$i"; done)
+	bg fdrecv "$S" -- sh -c 'echo "$LISTEN_FDS ${LISTEN_FDNAMES%%:*}"' >out
+	run -0 t fdtool memfds 600 fdsend --fdname "${names%:}" "$S"
+	reap_ok "$BG"
+	assert_file out "600 n$(printf '%059d' 1)"
+}
+
+@test "a sender that gave up (-t) while queued behind a staller: fdrecv closes what it sent, warns, and serves the next" {
+	: >out
+	bg fdrecv "$S" -- fdtool write 3 good 2>err
+	recv_bg=$BG
+	wait_for_socket "$S"
+	bg fdtool stall "$S" >stall.out
+	stall_bg=$BG
+	stall=$(child_of "$stall_bg")
+	wait_for_line stall.out '^connected$'
+	# its OFFER and descriptor wait in the socket while the staller has its 5 s
+	run -4 t sh -c 'echo $$ >pid; exec fdsend -t 1 "$1" 5 5>>"$2"' sh "$S" "$T/gaveup"
+	[ "$output" = "fdsend: $S: no answer from receiver (timed out)" ]
+	wait_for_line err "pid $(cat pid): gone before HELD"
+	assert_file err "fdrecv: $S: sender uid $(id -u) pid $stall: timed out" \
+		"fdrecv: $S: sender uid $(id -u) pid $(cat pid): gone before HELD (it gave up); its descriptors were closed"
+	is_waiting "$recv_bg"
+	run -0 t fdsend "$S" 5 5>>out
+	reap_ok "$recv_bg"
+	assert_file out good
+	reap_ok "$stall_bg"
+}
