@@ -44,7 +44,7 @@ static const char usage_text[] =
 	"tcp:[IPV6]:PORT, udp:HOST:PORT, unix:PATH; with --pid, the socket of PID\n"
 	"bound to that address.\n"
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
-	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
+	"or NAME (in /run/fdsend for root, else $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
 
 /* SRC_MADE_NAMED: made by fdsend, named by --fdname (nothing to free) */
 enum { SRC_FD, SRC_SPEC, SRC_MADE, SRC_MADE_NAMED };

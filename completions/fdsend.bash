@@ -30,10 +30,10 @@ _fdsend_command()
 # The directory where a bare NAME lives (see SOCKET FORMS in fdsend(1)).
 _fdsend_runtime_dir()
 {
-	if [[ -n $XDG_RUNTIME_DIR && -O $XDG_RUNTIME_DIR && ! -L $XDG_RUNTIME_DIR ]]; then
-		printf '%s\n' "$XDG_RUNTIME_DIR/fdsend"
-	elif ((EUID == 0)); then
+	if ((EUID == 0)); then
 		printf '%s\n' /run/fdsend
+	elif [[ -n $XDG_RUNTIME_DIR && -O $XDG_RUNTIME_DIR && ! -L $XDG_RUNTIME_DIR ]]; then
+		printf '%s\n' "$XDG_RUNTIME_DIR/fdsend"
 	else
 		printf '%s\n' "/tmp/fdsend-$EUID"
 	fi
