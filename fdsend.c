@@ -9,8 +9,9 @@
 
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
-	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N] [-v]] [--backlog N]\n"
-	"              [--allow-uid UID[,UID...]] [--mode MODE] [--nonblock] SOCKET [FD...]\n"
+	"              [-f FD] [-L] [-p PID [-d | -m ACCESS]]\n"
+	"              [--serve [--count N] [-v]] [--backlog N] [--allow-uid UID[,UID...]]\n"
+	"              [--socket-mode MODE] [--nonblock] SOCKET [FD...]\n"
 	"\n"
 	"Send descriptors FD... (default: 0) to the fdrecv listening on SOCKET, in one\n"
 	"handoff, and wait until it holds them all; with --serve, listen on SOCKET and\n"
@@ -29,13 +30,16 @@ static const char usage_text[] =
 	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
 	"  -d, --dup              with --pid: duplicate them (pidfd_getfd) instead of\n"
 	"                         reopening /proc/PID/fd/FD\n"
+	"  -m, --mode ACCESS      with --pid, no --dup: reopen them for r (reading),\n"
+	"                         r+ (both) or w (writing), not as the process has them\n"
 	"      --serve            hold the descriptors and serve every receiver\n"
 	"      --count N          with --serve: stop after N handoffs\n"
 	"      --backlog N        listen backlog for tcp:, unix: and --serve sockets\n"
 	"      --allow-uid UID[,UID...]\n"
 	"                         also hand over to peers of these users (default:\n"
 	"                         only the same user and root)\n"
-	"      --mode MODE        mode of the socket files fdsend creates (0600)\n"	"      --nonblock         create tcp:, udp: and unix: sockets non-blocking\n"
+	"      --socket-mode MODE mode of the socket files fdsend creates (0600)\n"
+	"      --nonblock         create tcp:, udp: and unix: sockets non-blocking\n"
 	"  -v, --verbose          with --serve: a line per handoff and refusal\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
@@ -72,7 +76,8 @@ struct sender {
 	int backlog;
 	msec_t timeout;
 	struct allow allow;
-	mode_t mode;
+	mode_t sockmode;        /* --socket-mode */
+	int acc;                /* -m: O_RDONLY, O_WRONLY, O_RDWR; -1 keeps the original's */
 };
 
 /* name: NULL for unnamed, or a string this source now owns */
@@ -173,8 +178,26 @@ static void add_activated(struct sender *s)
 	unsetenv("LISTEN_FDNAMES");
 }
 
+/* -m: util-linux's words for the access mode of a reopen. */
+static int parse_access(const char *s)
+{
+	if (!strcmp(s, "r"))
+		return O_RDONLY;
+	if (!strcmp(s, "r+"))
+		return O_RDWR;
+	if (!strcmp(s, "w"))
+		return O_WRONLY;
+	usage_error("invalid access mode: '%s' (expected r, r+ or w; the mode of socket files is --socket-mode)",
+		    s);
+}
+
+static const char *access_word(int acc)
+{
+	return acc == O_RDONLY ? "r" : acc == O_WRONLY ? "w" : "r+";
+}
+
 enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
-       OPT_ALLOW, OPT_MODE, OPT_NONBLOCK };
+       OPT_ALLOW, OPT_SOCKET_MODE, OPT_NONBLOCK };
 
 static const struct option long_opts[] = {
 	{ "abstract", no_argument, NULL, 'a' },
@@ -190,7 +213,8 @@ static const struct option long_opts[] = {
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW },
-	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "mode", required_argument, NULL, 'm' },
+	{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 	{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -205,8 +229,9 @@ static void parse_args(struct sender *s, int argc, char **argv)
 	memset(s, 0, sizeof(*s));
 	s->timeout = NO_DEADLINE;
 	s->backlog = SOMAXCONN;
-	s->mode = 0600;
-	while ((c = getopt_long(argc, argv, "abf:t:Lp:dvhV", long_opts, NULL)) != -1) {
+	s->sockmode = 0600;
+	s->acc = -1;
+	while ((c = getopt_long(argc, argv, "abf:t:Lp:dm:vhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
 		case 'b': break;
@@ -219,6 +244,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 			s->pid = (pid_t)parse_number(optarg, 1, INT_MAX, "pid");
 			break;
 		case 'd': s->dup = 1; break;
+		case 'm': s->acc = parse_access(optarg); break;
 		case OPT_SERVE: s->serve = 1; break;
 		case OPT_COUNT:
 			s->count = parse_number(optarg, 1, ULONG_MAX, "count");
@@ -227,7 +253,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 			s->backlog = (int)parse_number(optarg, 1, INT_MAX, "backlog");
 			break;
 		case OPT_ALLOW: parse_allow(&s->allow, optarg); break;
-		case OPT_MODE: s->mode = parse_mode(optarg); break;
+		case OPT_SOCKET_MODE: s->sockmode = parse_mode(optarg); break;
 		case OPT_NONBLOCK: s->nonblock = 1; break;
 		case 'v': s->verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
@@ -247,6 +273,10 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		usage_error("%zu names for %zu descriptors", s->nnames, s->nsrc);
 	if (s->dup && !s->pid)
 		usage_error("--dup goes with --pid");
+	if (s->acc >= 0 && !s->pid)
+		usage_error("--mode goes with --pid");
+	if (s->acc >= 0 && s->dup)
+		usage_error("--mode does not go with --dup: a duplicate keeps its access mode");
 	if (s->count && !s->serve)
 		usage_error("--count goes with --serve");
 	if (s->verbose && !s->serve)
@@ -336,7 +366,7 @@ static int make_socket(const struct sender *s, const char *spec, char **name)
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		*name = strdup("unix");
-		fd = listen_chan(&c, s->backlog, s->mode, FOR_SERVICE, &own);
+		fd = listen_chan(&c, s->backlog, s->sockmode, FOR_SERVICE, &own);
 		if (s->nonblock && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
 			err(ST_SYSTEM, "%s", spec);
 		return fd;
@@ -528,13 +558,17 @@ static int flags_of(const struct pinned *v, int num)
 	return fl & (O_ACCMODE | O_APPEND | O_NONBLOCK);
 }
 
-/* The file behind descriptor num, opened afresh: never blocking (a FIFO
- * without a peer would wait for one), then blocking again if it was. */
-static int reopen_from_pid(const struct pinned *v, int num)
+/* The file behind descriptor num, opened afresh with the original's
+ * access mode, or acc (-m) unless it is -1: never blocking (a FIFO without
+ * a peer would wait for one), then blocking again if it was. */
+static int reopen_from_pid(const struct pinned *v, int num, int acc)
 {
 	char path[32], link[128] = "";
 	int fd, e, fl = flags_of(v, num);
 	struct stat st;
+
+	if (acc >= 0)
+		fl = (fl & ~O_ACCMODE) | acc;
 
 	snprintf(path, sizeof(path), "fd/%d", num);
 	/* sockets and anonymous inodes (eventfd, epoll, ...) have no file
@@ -564,6 +598,11 @@ static int reopen_from_pid(const struct pinned *v, int num)
 		     (int)v->pid, num, link);
 	if (e == ENOENT)
 		errx(ST_USAGE, "pid %d: fd %d: not open", (int)v->pid, num);
+	/* the link was read, so ptrace access is not what failed: the file
+	 * refuses that mode */
+	if (acc >= 0 && *link)
+		errx(ST_SYSTEM, "pid %d: fd %d (%s): cannot reopen it with --mode %s: %s",
+		     (int)v->pid, num, link, access_word(acc), strerror(e));
 	if (e == EACCES || e == EPERM)
 		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
 		     (int)v->pid, num);
@@ -629,7 +668,7 @@ static void gather(struct sender *s)
 			e->name = name ? name : "";
 		} else if (e->kind == SRC_FD && s->pid) {
 			e->fd = s->dup ? dup_from_pid(&v, e->fd)
-				       : reopen_from_pid(&v, e->fd);
+				       : reopen_from_pid(&v, e->fd, s->acc);
 		}
 		if (i < s->nnames && *s->names[i]) {
 			if (e->kind != SRC_FD && *e->name)
@@ -1077,7 +1116,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 		sigaddset(&stop, stop_sigs[i]);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
-	lfd = listen_chan(&s->chan, s->backlog, s->mode, FOR_HANDOFF, &own);
+	lfd = listen_chan(&s->chan, s->backlog, s->sockmode, FOR_HANDOFF, &own);
 	while (!stop_signal && (!s->count || h.served < s->count)) {
 		struct timespec ts;
 		size_t np = h.np;

@@ -21,6 +21,21 @@ complete_words() {
 	assert_output_lines --serve
 	run -0 complete_words fdrecv --re
 	assert_output_lines --ready --ready-timeout --replace
+	run -0 complete_words fdsend --so
+	assert_output_lines --socket-mode
+	run -0 complete_words fdrecv --so
+	assert_output_lines --socket-mode
+}
+
+@test "completion: fdsend -m and --mode offer r, r+ and w; after them, SOCKET" {
+	run -0 complete_words fdsend -p 1 -m ''
+	assert_output_lines r r+ w
+	run -0 complete_words fdsend --mode r
+	assert_output_lines r r+
+	mkdir d
+	: >d/s.sock
+	run -0 complete_words fdsend -p 1 --mode r+ d/
+	assert_output_lines d/s.sock
 }
 
 @test "completion: SOCKET offers the sockets of the per-user directory, not other files" {
