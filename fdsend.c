@@ -3,13 +3,15 @@
  * holder, to every receiver that comes. */
 #include <dirent.h>
 #include <getopt.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include "common.h"
 
+#define PIDFS_MAGIC 0x50494446  /* linux/magic.h, since Linux 6.9 */
 
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
-	"              [-f FD] [-L] [-p PID [-d | -m ACCESS]]\n"
+	"              [-f FD] [-L] [-p PID[:INODE] [-d | -m ACCESS]]\n"
 	"              [--serve [--count N] [-v]] [--backlog N] [--allow-uid UID[,UID...]]\n"
 	"              [--socket-mode MODE] [--nonblock] SOCKET [FD...]\n"
 	"\n"
@@ -27,7 +29,8 @@ static const char usage_text[] =
 	"                         forever, 10 s for its go-ahead, 5 s per answer)\n"
 	"  -L, --listen-fds       send the descriptors of socket activation\n"
 	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
-	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
+	"  -p, --pid PID[:INODE]  FD numbers are descriptors of process PID (whose\n"
+	"                         pidfd has inode INODE: Linux 6.9 and later)\n"
 	"  -d, --dup              with --pid: duplicate them (pidfd_getfd) instead of\n"
 	"                         reopening /proc/PID/fd/FD\n"
 	"  -m, --mode ACCESS      with --pid, no --dup: reopen them for r (reading),\n"
@@ -72,6 +75,7 @@ struct sender {
 	int nonblock;           /* --nonblock: sockets made non-blocking */
 	int verbose;            /* --serve -v: a line per handoff */
 	pid_t pid;
+	unsigned long pidino;   /* --pid PID:INODE; 0 when not given */
 	unsigned long count;    /* --serve: handoffs before stopping; 0 = no end */
 	int backlog;
 	msec_t timeout;
@@ -191,6 +195,26 @@ static int parse_access(const char *s)
 		    s);
 }
 
+/* --pid PID, or PID:INODE as util-linux writes it (kill, nsenter, ...):
+ * INODE, the inode number of a pidfd of PID, names one process for good,
+ * where a PID may be recycled. */
+static pid_t parse_pid(const char *arg, unsigned long *ino)
+{
+	const char *colon = strchr(arg, ':');
+	char num[12];
+	unsigned long pid;
+
+	*ino = 0;
+	if (!colon)
+		return (pid_t)parse_number(arg, 1, INT_MAX, "pid");
+	snprintf(num, sizeof(num), "%.*s", (int)(colon - arg), arg);
+	if ((size_t)(colon - arg) >= sizeof(num) || !parse_digits(num, INT_MAX, &pid) ||
+	    !pid || !parse_digits(colon + 1, ULONG_MAX, ino) || !*ino)
+		usage_error("invalid pid: '%s' (expected PID or PID:INODE, decimal numbers above 0)",
+			    arg);
+	return (pid_t)pid;
+}
+
 static const char *access_word(int acc)
 {
 	return acc == O_RDONLY ? "r" : acc == O_WRONLY ? "w" : "r+";
@@ -240,9 +264,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		case OPT_NOACK: s->noack = 1; break;
 		case 't': s->timeout = parse_timeout(optarg); break;
 		case 'L': add_activated(s); break;
-		case 'p':
-			s->pid = (pid_t)parse_number(optarg, 1, INT_MAX, "pid");
-			break;
+		case 'p': s->pid = parse_pid(optarg, &s->pidino); break;
 		case 'd': s->dup = 1; break;
 		case 'm': s->acc = parse_access(optarg); break;
 		case OPT_SERVE: s->serve = 1; break;
@@ -395,7 +417,26 @@ struct pinned {
 	int pidfd, procfd;
 };
 
-static void pin_process(struct pinned *v, pid_t pid)
+/* PID:INODE: the pidfd must be the one of that very process. Checked on
+ * the pidfd that pins it, so what is taken next comes from the process
+ * checked, or the run fails (unpin_process). */
+static void check_pidfd_inode(const struct pinned *v, unsigned long ino)
+{
+	struct statfs fs;
+	struct stat st;
+
+	if (fstatfs(v->pidfd, &fs) < 0 || fstat(v->pidfd, &st) < 0)
+		err(ST_SYSTEM, "pid %d: pidfd", (int)v->pid);
+	/* before pidfs, every pidfd shares one anonymous inode */
+	if (fs.f_type != PIDFS_MAGIC)
+		errx(ST_SYSTEM, "pid %d: --pid PID:INODE needs pidfs (Linux 6.9 or later)",
+		     (int)v->pid);
+	if ((unsigned long)st.st_ino != ino)
+		errx(ST_USAGE, "pid %d: pidfd inode %lu is not %lu (the pid was reused?)",
+		     (int)v->pid, (unsigned long)st.st_ino, ino);
+}
+
+static void pin_process(struct pinned *v, pid_t pid, unsigned long ino)
 {
 	char path[32];
 
@@ -404,6 +445,8 @@ static void pin_process(struct pinned *v, pid_t pid)
 	if (v->pidfd < 0)
 		errx(errno == ESRCH ? ST_USAGE : ST_SYSTEM, "pid %d: %s", (int)pid,
 		     errno == ESRCH ? "no such process" : strerror(errno));
+	if (ino)
+		check_pidfd_inode(v, ino);
 	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
 	v->procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (v->procfd < 0)
@@ -648,7 +691,7 @@ static void gather(struct sender *s)
 	if (bad >= 0)
 		errx(ST_USAGE, "fd %d: not open", bad);
 	if (s->pid)
-		pin_process(&v, s->pid);
+		pin_process(&v, s->pid, s->pidino);
 	s->fds = malloc(s->nsrc * sizeof(int));
 	if (!s->fds)
 		err(ST_SYSTEM, "malloc");

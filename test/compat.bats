@@ -101,6 +101,57 @@ describe_via() {
 	[ "$(stat -c %a "$S")" = 660 ]
 }
 
+# ---- --pid PID:INODE: the process, named for good ----
+
+# pidfd_inode PID: the inode number of a pidfd of PID (pidfs, Linux 6.9+).
+pidfd_inode() {
+	python3 -c 'import os, sys; print(os.fstat(os.pidfd_open(int(sys.argv[1]))).st_ino)' "$1"
+}
+
+# need_pidfs: python3 is there, and pidfds have inodes of their own.
+need_pidfs() {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	python3 -c 'import os; os.pidfd_open' 2>/dev/null || skip "python3 has no os.pidfd_open"
+	local a b
+	a=$(pidfd_inode $$) && b=$(pidfd_inode 1) && [ "$a" != "$b" ] ||
+		skip "no pidfs (Linux 6.9 or later): all pidfds share one inode"
+}
+
+@test "--pid PID:INODE with the inode of PID's pidfd takes its descriptors (reopened, -m, --dup)" {
+	need_pidfs
+	R=$(realpath "$T")
+	echo data >f
+	hold 'exec 6<f; echo ready; exec sleep 60'
+	ino=$(pidfd_inode "$HOLDER")
+	describe_via "$HOLDER:$ino" 6
+	assert_file view "3 name=unknown kind=file path=$R/f access=rdonly"
+	describe_via "$HOLDER:$ino" 6 -m w
+	assert_file view "3 name=unknown kind=file path=$R/f access=wronly"
+	describe_via "$HOLDER:$ino" 6 --dup
+	assert_file view "3 name=unknown kind=file path=$R/f access=rdonly"
+}
+
+@test "--pid PID:INODE with another inode (a reused pid): exit 2 'pidfd inode X is not Y (the pid was reused?)', nothing sent" {
+	need_pidfs
+	echo data >f
+	hold 'exec 6<f; echo ready; exec sleep 60'
+	ino=$(pidfd_inode "$HOLDER")
+	for dup in "" --dup; do
+		run -2 t fdsend -t 1 $dup --pid "$HOLDER:$((ino + 1))" "$S" 6
+		assert_output_lines "fdsend: pid $HOLDER: pidfd inode $ino is not $((ino + 1)) (the pid was reused?)"
+	done
+	absent "$S"
+}
+
+@test "--pid with a bad PID:INODE (12:abc, 12:, :5, 12:0, 0:5, 12:-1, 12:+5): usage error, exit 2" {
+	for bad in 12:abc 12: :5 12:0 0:5 12:-1 12:+5 "12: 5" 12:5:6; do
+		run -2 t fdsend --pid "$bad" "$S" 0
+		assert_output_lines "fdsend: invalid pid: '$bad' (expected PID or PID:INODE, decimal numbers above 0)" \
+			"Try 'fdsend --help' for more information."
+	done
+	absent "$S"
+}
+
 # ---- the differences fdsend(1) documents ----
 
 @test "without -b, fdsend waits for a receiver as with it (util-linux's fails at once): exit 4 at -t" {
