@@ -528,35 +528,27 @@ static inline void check_private_dir(const char *dir)
 		     (unsigned)geteuid());
 }
 
-/* The per-user directory for bare names, created 0700 when missing. Only
- * an XDG_RUNTIME_DIR that is a real directory of the caller's own is
- * followed: root, after su without -, may have a user's in its
- * environment, and then uses /run/fdsend instead. */
+/* The per-user directory for bare names, created 0700 when missing. Root's
+ * is always /run/fdsend, where util-linux's fdsend and fdrecv put theirs
+ * (and after su without -, root may carry a user's XDG_RUNTIME_DIR). Others
+ * follow an XDG_RUNTIME_DIR that is a real directory of their own. */
 static inline void runtime_dir(char *dir, size_t size)
 {
 	const char *x = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 
-	if (x && *x && *x != '/' && geteuid() != 0)
-		errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not an absolute path", x);
-	if (x && *x == '/') {
-		int mine = lstat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
-			   st.st_uid == geteuid();
-
-		if (!mine && geteuid() != 0)
+	if (geteuid() == 0) {
+		snprintf(dir, size, "/run/fdsend");
+	} else if (x && *x) {
+		if (*x != '/')
+			errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not an absolute path", x);
+		if (lstat(x, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
 			errx(ST_SYSTEM, "XDG_RUNTIME_DIR=%s: not a directory owned by uid %u",
 			     x, (unsigned)geteuid());
-		if (!mine)
-			x = NULL;
-	} else {
-		x = NULL;
-	}
-	if (x)
 		snprintf(dir, size, "%s/fdsend", x);
-	else if (geteuid() == 0)
-		snprintf(dir, size, "/run/fdsend");
-	else
+	} else {
 		snprintf(dir, size, "/tmp/fdsend-%u", (unsigned)geteuid());
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		err(ST_SYSTEM, "%s: cannot create directory", dir);
 	check_private_dir(dir);

@@ -3,14 +3,17 @@
  * holder, to every receiver that comes. */
 #include <dirent.h>
 #include <getopt.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include "common.h"
 
+#define PIDFS_MAGIC 0x50494446  /* linux/magic.h, since Linux 6.9 */
 
 static const char usage_text[] =
 	"Usage: fdsend [-a] [-b] [--no-ack] [-t SECONDS] [--fdname NAME[:NAME...]]\n"
-	"              [-f FD] [-L] [-p PID [-d]] [--serve [--count N] [-v]] [--backlog N]\n"
-	"              [--allow-uid UID[,UID...]] [--mode MODE] [--nonblock] SOCKET [FD...]\n"
+	"              [-f FD] [-L] [-p PID[:INODE] [-d | -m ACCESS]]\n"
+	"              [--serve [--count N] [-v]] [--backlog N] [--allow-uid UID[,UID...]]\n"
+	"              [--socket-mode MODE] [--nonblock] SOCKET [FD...]\n"
 	"\n"
 	"Send descriptors FD... (default: 0) to the fdrecv listening on SOCKET, in one\n"
 	"handoff, and wait until it holds them all; with --serve, listen on SOCKET and\n"
@@ -26,16 +29,20 @@ static const char usage_text[] =
 	"                         forever, 10 s for its go-ahead, 5 s per answer)\n"
 	"  -L, --listen-fds       send the descriptors of socket activation\n"
 	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
-	"  -p, --pid PID          FD numbers are descriptors of process PID\n"
+	"  -p, --pid PID[:INODE]  FD numbers are descriptors of process PID (whose\n"
+	"                         pidfd has inode INODE: Linux 6.9 and later)\n"
 	"  -d, --dup              with --pid: duplicate them (pidfd_getfd) instead of\n"
 	"                         reopening /proc/PID/fd/FD\n"
+	"  -m, --mode ACCESS      with --pid, no --dup: reopen them for r (reading),\n"
+	"                         r+ (both) or w (writing), not as the process has them\n"
 	"      --serve            hold the descriptors and serve every receiver\n"
 	"      --count N          with --serve: stop after N handoffs\n"
 	"      --backlog N        listen backlog for tcp:, unix: and --serve sockets\n"
 	"      --allow-uid UID[,UID...]\n"
 	"                         also hand over to peers of these users (default:\n"
 	"                         only the same user and root)\n"
-	"      --mode MODE        mode of the socket files fdsend creates (0600)\n"	"      --nonblock         create tcp:, udp: and unix: sockets non-blocking\n"
+	"      --socket-mode MODE mode of the socket files fdsend creates (0600)\n"
+	"      --nonblock         create tcp:, udp: and unix: sockets non-blocking\n"
 	"  -v, --verbose          with --serve: a line per handoff and refusal\n"
 	"  -h, --help             show this help and exit\n"
 	"  -V, --version          show the version and exit\n"
@@ -44,7 +51,7 @@ static const char usage_text[] =
 	"tcp:[IPV6]:PORT, udp:HOST:PORT, unix:PATH; with --pid, the socket of PID\n"
 	"bound to that address.\n"
 	"SOCKET: PATH (with a '/'), @ABSTRACT, fd:N (an inherited connected socket),\n"
-	"or NAME (in $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
+	"or NAME (in /run/fdsend for root, else $XDG_RUNTIME_DIR/fdsend). See fdsend(1).\n";
 
 /* SRC_MADE_NAMED: made by fdsend, named by --fdname (nothing to free) */
 enum { SRC_FD, SRC_SPEC, SRC_MADE, SRC_MADE_NAMED };
@@ -68,11 +75,13 @@ struct sender {
 	int nonblock;           /* --nonblock: sockets made non-blocking */
 	int verbose;            /* --serve -v: a line per handoff */
 	pid_t pid;
+	unsigned long pidino;   /* --pid PID:INODE; 0 when not given */
 	unsigned long count;    /* --serve: handoffs before stopping; 0 = no end */
 	int backlog;
 	msec_t timeout;
 	struct allow allow;
-	mode_t mode;
+	mode_t sockmode;        /* --socket-mode */
+	int acc;                /* -m: O_RDONLY, O_WRONLY, O_RDWR; -1 keeps the original's */
 };
 
 /* name: NULL for unnamed, or a string this source now owns */
@@ -173,8 +182,46 @@ static void add_activated(struct sender *s)
 	unsetenv("LISTEN_FDNAMES");
 }
 
+/* -m: util-linux's words for the access mode of a reopen. */
+static int parse_access(const char *s)
+{
+	if (!strcmp(s, "r"))
+		return O_RDONLY;
+	if (!strcmp(s, "r+"))
+		return O_RDWR;
+	if (!strcmp(s, "w"))
+		return O_WRONLY;
+	usage_error("invalid access mode: '%s' (expected r, r+ or w; the mode of socket files is --socket-mode)",
+		    s);
+}
+
+/* --pid PID, or PID:INODE as util-linux writes it (kill, nsenter, ...):
+ * INODE, the inode number of a pidfd of PID, names one process for good,
+ * where a PID may be recycled. */
+static pid_t parse_pid(const char *arg, unsigned long *ino)
+{
+	const char *colon = strchr(arg, ':');
+	char num[12];
+	unsigned long pid;
+
+	*ino = 0;
+	if (!colon)
+		return (pid_t)parse_number(arg, 1, INT_MAX, "pid");
+	snprintf(num, sizeof(num), "%.*s", (int)(colon - arg), arg);
+	if ((size_t)(colon - arg) >= sizeof(num) || !parse_digits(num, INT_MAX, &pid) ||
+	    !pid || !parse_digits(colon + 1, ULONG_MAX, ino) || !*ino)
+		usage_error("invalid pid: '%s' (expected PID or PID:INODE, decimal numbers above 0)",
+			    arg);
+	return (pid_t)pid;
+}
+
+static const char *access_word(int acc)
+{
+	return acc == O_RDONLY ? "r" : acc == O_WRONLY ? "w" : "r+";
+}
+
 enum { OPT_FDNAME = 256, OPT_NOACK, OPT_SERVE, OPT_COUNT, OPT_BACKLOG,
-       OPT_ALLOW, OPT_MODE, OPT_NONBLOCK };
+       OPT_ALLOW, OPT_SOCKET_MODE, OPT_NONBLOCK };
 
 static const struct option long_opts[] = {
 	{ "abstract", no_argument, NULL, 'a' },
@@ -190,7 +237,8 @@ static const struct option long_opts[] = {
 	{ "count", required_argument, NULL, OPT_COUNT },
 	{ "backlog", required_argument, NULL, OPT_BACKLOG },
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW },
-	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "mode", required_argument, NULL, 'm' },
+	{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 	{ "nonblock", no_argument, NULL, OPT_NONBLOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -205,8 +253,9 @@ static void parse_args(struct sender *s, int argc, char **argv)
 	memset(s, 0, sizeof(*s));
 	s->timeout = NO_DEADLINE;
 	s->backlog = SOMAXCONN;
-	s->mode = 0600;
-	while ((c = getopt_long(argc, argv, "abf:t:Lp:dvhV", long_opts, NULL)) != -1) {
+	s->sockmode = 0600;
+	s->acc = -1;
+	while ((c = getopt_long(argc, argv, "abf:t:Lp:dm:vhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': abstract = 1; break;
 		case 'b': break;
@@ -215,10 +264,9 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		case OPT_NOACK: s->noack = 1; break;
 		case 't': s->timeout = parse_timeout(optarg); break;
 		case 'L': add_activated(s); break;
-		case 'p':
-			s->pid = (pid_t)parse_number(optarg, 1, INT_MAX, "pid");
-			break;
+		case 'p': s->pid = parse_pid(optarg, &s->pidino); break;
 		case 'd': s->dup = 1; break;
+		case 'm': s->acc = parse_access(optarg); break;
 		case OPT_SERVE: s->serve = 1; break;
 		case OPT_COUNT:
 			s->count = parse_number(optarg, 1, ULONG_MAX, "count");
@@ -227,7 +275,7 @@ static void parse_args(struct sender *s, int argc, char **argv)
 			s->backlog = (int)parse_number(optarg, 1, INT_MAX, "backlog");
 			break;
 		case OPT_ALLOW: parse_allow(&s->allow, optarg); break;
-		case OPT_MODE: s->mode = parse_mode(optarg); break;
+		case OPT_SOCKET_MODE: s->sockmode = parse_mode(optarg); break;
 		case OPT_NONBLOCK: s->nonblock = 1; break;
 		case 'v': s->verbose = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(ST_OK);
@@ -247,6 +295,10 @@ static void parse_args(struct sender *s, int argc, char **argv)
 		usage_error("%zu names for %zu descriptors", s->nnames, s->nsrc);
 	if (s->dup && !s->pid)
 		usage_error("--dup goes with --pid");
+	if (s->acc >= 0 && !s->pid)
+		usage_error("--mode goes with --pid");
+	if (s->acc >= 0 && s->dup)
+		usage_error("--mode does not go with --dup: a duplicate keeps its access mode");
 	if (s->count && !s->serve)
 		usage_error("--count goes with --serve");
 	if (s->verbose && !s->serve)
@@ -336,7 +388,7 @@ static int make_socket(const struct sender *s, const char *spec, char **name)
 		if (c.inherited >= 0)
 			usage_error("%s: not a path or @name", spec);
 		*name = strdup("unix");
-		fd = listen_chan(&c, s->backlog, s->mode, FOR_SERVICE, &own);
+		fd = listen_chan(&c, s->backlog, s->sockmode, FOR_SERVICE, &own);
 		if (s->nonblock && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
 			err(ST_SYSTEM, "%s", spec);
 		return fd;
@@ -365,7 +417,26 @@ struct pinned {
 	int pidfd, procfd;
 };
 
-static void pin_process(struct pinned *v, pid_t pid)
+/* PID:INODE: the pidfd must be the one of that very process. Checked on
+ * the pidfd that pins it, so what is taken next comes from the process
+ * checked, or the run fails (unpin_process). */
+static void check_pidfd_inode(const struct pinned *v, unsigned long ino)
+{
+	struct statfs fs;
+	struct stat st;
+
+	if (fstatfs(v->pidfd, &fs) < 0 || fstat(v->pidfd, &st) < 0)
+		err(ST_SYSTEM, "pid %d: pidfd", (int)v->pid);
+	/* before pidfs, every pidfd shares one anonymous inode */
+	if (fs.f_type != PIDFS_MAGIC)
+		errx(ST_SYSTEM, "pid %d: --pid PID:INODE needs pidfs (Linux 6.9 or later)",
+		     (int)v->pid);
+	if ((unsigned long)st.st_ino != ino)
+		errx(ST_USAGE, "pid %d: pidfd inode %lu is not %lu (the pid was reused?)",
+		     (int)v->pid, (unsigned long)st.st_ino, ino);
+}
+
+static void pin_process(struct pinned *v, pid_t pid, unsigned long ino)
 {
 	char path[32];
 
@@ -374,6 +445,8 @@ static void pin_process(struct pinned *v, pid_t pid)
 	if (v->pidfd < 0)
 		errx(errno == ESRCH ? ST_USAGE : ST_SYSTEM, "pid %d: %s", (int)pid,
 		     errno == ESRCH ? "no such process" : strerror(errno));
+	if (ino)
+		check_pidfd_inode(v, ino);
 	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
 	v->procfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (v->procfd < 0)
@@ -528,13 +601,17 @@ static int flags_of(const struct pinned *v, int num)
 	return fl & (O_ACCMODE | O_APPEND | O_NONBLOCK);
 }
 
-/* The file behind descriptor num, opened afresh: never blocking (a FIFO
- * without a peer would wait for one), then blocking again if it was. */
-static int reopen_from_pid(const struct pinned *v, int num)
+/* The file behind descriptor num, opened afresh with the original's
+ * access mode, or acc (-m) unless it is -1: never blocking (a FIFO without
+ * a peer would wait for one), then blocking again if it was. */
+static int reopen_from_pid(const struct pinned *v, int num, int acc)
 {
 	char path[32], link[128] = "";
 	int fd, e, fl = flags_of(v, num);
 	struct stat st;
+
+	if (acc >= 0)
+		fl = (fl & ~O_ACCMODE) | acc;
 
 	snprintf(path, sizeof(path), "fd/%d", num);
 	/* sockets and anonymous inodes (eventfd, epoll, ...) have no file
@@ -564,6 +641,11 @@ static int reopen_from_pid(const struct pinned *v, int num)
 		     (int)v->pid, num, link);
 	if (e == ENOENT)
 		errx(ST_USAGE, "pid %d: fd %d: not open", (int)v->pid, num);
+	/* the link was read, so ptrace access is not what failed: the file
+	 * refuses that mode */
+	if (acc >= 0 && *link)
+		errx(ST_SYSTEM, "pid %d: fd %d (%s): cannot reopen it with --mode %s: %s",
+		     (int)v->pid, num, link, access_word(acc), strerror(e));
 	if (e == EACCES || e == EPERM)
 		errx(ST_SYSTEM, "pid %d: fd %d: permission denied (reopening needs ptrace access to the process and permission on the file; --dup may work)",
 		     (int)v->pid, num);
@@ -609,7 +691,7 @@ static void gather(struct sender *s)
 	if (bad >= 0)
 		errx(ST_USAGE, "fd %d: not open", bad);
 	if (s->pid)
-		pin_process(&v, s->pid);
+		pin_process(&v, s->pid, s->pidino);
 	s->fds = malloc(s->nsrc * sizeof(int));
 	if (!s->fds)
 		err(ST_SYSTEM, "malloc");
@@ -629,7 +711,7 @@ static void gather(struct sender *s)
 			e->name = name ? name : "";
 		} else if (e->kind == SRC_FD && s->pid) {
 			e->fd = s->dup ? dup_from_pid(&v, e->fd)
-				       : reopen_from_pid(&v, e->fd);
+				       : reopen_from_pid(&v, e->fd, s->acc);
 		}
 		if (i < s->nnames && *s->names[i]) {
 			if (e->kind != SRC_FD && *e->name)
@@ -1081,7 +1163,7 @@ static void serve(const struct sender *s, const struct offer_msg *m)
 		sigaddset(&stop, stop_sigs[i]);
 	sigprocmask(SIG_BLOCK, &stop, &none);
 	catch_signals(0);
-	lfd = listen_chan(&s->chan, s->backlog, s->mode, FOR_HANDOFF, &own);
+	lfd = listen_chan(&s->chan, s->backlog, s->sockmode, FOR_HANDOFF, &own);
 	while (!stop_signal && (!s->count || h.served < s->count)) {
 		struct timespec ts;
 		size_t np = h.np;

@@ -30,10 +30,10 @@ _fdsend_command()
 # The directory where a bare NAME lives (see SOCKET FORMS in fdsend(1)).
 _fdsend_runtime_dir()
 {
-	if [[ -n $XDG_RUNTIME_DIR && -O $XDG_RUNTIME_DIR && ! -L $XDG_RUNTIME_DIR ]]; then
-		printf '%s\n' "$XDG_RUNTIME_DIR/fdsend"
-	elif ((EUID == 0)); then
+	if ((EUID == 0)); then
 		printf '%s\n' /run/fdsend
+	elif [[ -n $XDG_RUNTIME_DIR && -O $XDG_RUNTIME_DIR && ! -L $XDG_RUNTIME_DIR ]]; then
+		printf '%s\n' "$XDG_RUNTIME_DIR/fdsend"
 	else
 		printf '%s\n' "/tmp/fdsend-$EUID"
 	fi
@@ -72,14 +72,18 @@ _fdsend()
 	local cur prev words cword
 	_fdsend_init || return
 	case $prev in
-	-t | --timeout | --count | --backlog | -p | --pid | --fdname | --mode | \
-		--allow-uid | -f | --fd)
+	-m | --mode)
+		COMPREPLY=($(compgen -W 'r r+ w' -- "$cur"))
+		return ;;
+	-t | --timeout | --count | --backlog | -p | --pid | --fdname | \
+		--socket-mode | --allow-uid | -f | --fd)
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '-a --abstract -b --blocking -f --fd --fdname
-			--no-ack -t --timeout -L --listen-fds -p --pid -d --dup --serve
-			--count --backlog --allow-uid --mode --nonblock -v --verbose
+			--no-ack -t --timeout -L --listen-fds -p --pid -d --dup -m --mode
+			--serve --count --backlog --allow-uid --socket-mode --nonblock
+			-v --verbose
 			-h --help -V --version' -- "$cur"))
 		return
 	fi
@@ -87,8 +91,8 @@ _fdsend()
 	local i arg=0
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
-		-t | --timeout | --count | --backlog | -p | --pid | --fdname | --mode | \
-			--allow-uid | -f | --fd) ((i++)) ;;
+		-t | --timeout | --count | --backlog | -p | --pid | --fdname | -m | \
+			--mode | --socket-mode | --allow-uid | -f | --fd) ((i++)) ;;
 		-*) ;;
 		*) ((arg++)) ;;
 		esac
@@ -119,7 +123,7 @@ _fdrecv()
 	--replace)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
-	-t | --timeout | -n | --count | -f | --fd | --mode | --allow-uid | \
+	-t | --timeout | -n | --count | -f | --fd | --socket-mode | --allow-uid | \
 		--ready-timeout | --stop-timeout)
 		return ;;
 	esac
@@ -131,8 +135,8 @@ _fdrecv()
 			_fdsend_command $((i + 1))
 			return ;;
 		--stop-signal | --ready | --export | --replace | -t | --timeout | -n | \
-			--count | -f | --fd | --mode | --allow-uid | --ready-timeout | \
-			--stop-timeout) ((i++)) ;;
+			--count | -f | --fd | --socket-mode | --allow-uid | \
+			--ready-timeout | --stop-timeout) ((i++)) ;;
 		-*) ;;
 		*)
 			if ((arg++ == 1)); then
@@ -144,7 +148,7 @@ _fdrecv()
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '-a --abstract -c --connect -n --count -f --fd
 			-i --stdin -o --stdout -e --stderr -t --timeout -r --run
-			--allow-uid --mode --json --export --set-nonblock --clear-nonblock
+			--allow-uid --socket-mode --json --export --set-nonblock --clear-nonblock
 			--ready --replace --ready-timeout --stop-signal --stop-timeout
 			-h --help -V --version' -- "$cur"))
 	elif ((arg == 0)); then

@@ -21,18 +21,43 @@ complete_words() {
 	assert_output_lines --serve
 	run -0 complete_words fdrecv --re
 	assert_output_lines --ready --ready-timeout --replace
+	run -0 complete_words fdsend --so
+	assert_output_lines --socket-mode
+	run -0 complete_words fdrecv --so
+	assert_output_lines --socket-mode
+}
+
+@test "completion: fdsend -m and --mode offer r, r+ and w; after them, SOCKET" {
+	run -0 complete_words fdsend -p 1 -m ''
+	assert_output_lines r r+ w
+	run -0 complete_words fdsend --mode r
+	assert_output_lines r r+
+	mkdir d
+	: >d/s.sock
+	run -0 complete_words fdsend -p 1 --mode r+ d/
+	assert_output_lines d/s.sock
 }
 
 @test "completion: SOCKET offers the sockets of the per-user directory, not other files" {
-	mkdir -p "$T/run/fdsend"
-	chmod 700 "$T/run/fdsend"
-	fdtool stale "$T/run/fdsend/web"
-	fdtool stale "$T/run/fdsend/db"
-	: >"$T/run/fdsend/notes"
-	run -0 complete_words fdrecv -c w
-	assert_output_lines web
-	run -0 complete_words fdsend d
-	assert_output_lines db
+	if [ "$(id -u)" -eq 0 ]; then
+		# root's bare names are always in /run/fdsend
+		d=/run/fdsend p=fdtest-$$-$BATS_TEST_NUMBER-
+		[ -e "$d" ] || CLEANUP_DIRS=("$d")
+		CLEANUP_FILES=("$d/${p}web" "$d/${p}db" "$d/${p}notes")
+	else
+		d=$T/run/fdsend p=
+	fi
+	mkdir -p "$d"
+	chmod 700 "$d"
+	fdtool stale "$d/${p}web"
+	fdtool stale "$d/${p}db"
+	: >"$d/${p}notes"
+	run -0 complete_words fdrecv -c "${p}w"
+	assert_output_lines "${p}web"
+	run -0 complete_words fdsend "${p}d"
+	assert_output_lines "${p}db"
+	run -0 complete_words fdsend "${p}n"
+	assert_output_lines ""
 }
 
 @test "completion: --stop-signal offers signal names, --ready and --export their words" {

@@ -136,9 +136,9 @@ refused_and_closed() {
 	[ "$(ls -A d | tr '\n' ' ')" = "s svc " ]
 }
 
-@test "mode: fdsend --serve --mode 0660 makes both 0660, even under umask 077" {
+@test "mode: fdsend --serve --socket-mode 0660 makes both 0660, even under umask 077" {
 	mkdir d
-	bg sh -c 'umask 077; exec fdsend --serve --mode 0660 "$1" "unix:$2"' sh "$T/d/s" "$T/d/svc"
+	bg sh -c 'umask 077; exec fdsend --serve --socket-mode 0660 "$1" "unix:$2"' sh "$T/d/s" "$T/d/svc"
 	wait_for_socket d/s
 	[ "$(stat -c %a d/s)" = 660 ]
 	[ "$(stat -c %a d/svc)" = 660 ]

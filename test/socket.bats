@@ -63,17 +63,43 @@ dir_empty_but_out() {
 	dir_empty_but_out
 }
 
-@test "a bare NAME lives in \$XDG_RUNTIME_DIR/fdsend/, created mode 0700" {
+@test "a bare NAME of a user other than root lives in \$XDG_RUNTIME_DIR/fdsend/, created mode 0700" {
+	if [ "$(id -u)" -eq 0 ]; then
+		# root's bare NAME is always /run/fdsend/NAME: the rule is the others'
+		need_other_users
+		as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+		xdg=$(mktemp -d /tmp/fdtest-xdg.XXXXXX)
+		chown 65534:65534 "$xdg"
+		CLEANUP_DIRS=("$xdg/fdsend" "$xdg")
+	else
+		as=()
+		xdg=$T/xdg
+		mkdir -m 700 "$xdg"
+	fi
+	bg "${as[@]}" env XDG_RUNTIME_DIR="$xdg" fdrecv name >out
+	wait_for_socket "$xdg/fdsend/name"
+	[ "$(stat -c %a "$xdg/fdsend")" = 700 ]
+	run -0 t "${as[@]}" env XDG_RUNTIME_DIR="$xdg" fdsend name 5 5</dev/null
+	reap_ok "$BG"
+	assert_file out "3 name=unknown kind=chardev path=/dev/null access=rdonly"
+	dir_empty "$xdg/fdsend"
+}
+
+@test "root's bare NAME is /run/fdsend/NAME even with an XDG_RUNTIME_DIR of its own (util-linux's place)" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root: the rule is root's"
 	mkdir -m 700 xdg
 	export XDG_RUNTIME_DIR=$T/xdg
+	name=fdtest-$$-$BATS_TEST_NUMBER
+	[ -e /run/fdsend ] || CLEANUP_DIRS=(/run/fdsend)
+	CLEANUP_FILES=("/run/fdsend/$name")
 	: >out
-	bg fdrecv name -- fdtool write 3 bare
-	wait_for_socket xdg/fdsend/name
-	[ "$(stat -c %a xdg/fdsend)" = 700 ]
-	run -0 t fdsend name 5 5>>out
+	bg fdrecv "$name" -- fdtool write 3 root
+	wait_for_socket "/run/fdsend/$name"
+	run -0 t fdsend "$name" 5 5>>out
 	reap_ok "$BG"
-	assert_file out bare
-	dir_empty xdg/fdsend
+	assert_file out root
+	absent "/run/fdsend/$name"
+	dir_empty xdg
 }
 
 @test "a bare NAME without XDG_RUNTIME_DIR lives in /run/fdsend/ for root" {
