@@ -839,7 +839,7 @@ static inline int listen_chan(const struct chan *c, int backlog, mode_t mode,
 	return fd;
 }
 
-/* --mode: an octal file mode for the socket files a tool creates. */
+/* --socket-mode: an octal file mode for the socket files a tool creates. */
 static inline mode_t parse_mode(const char *s)
 {
 	char *end;

@@ -145,14 +145,19 @@ start_owner() {
 @test "--pid with unix:NAME finds the socket bound at that short name's path" {
 	mkdir -m 700 "$T/run"
 	export XDG_RUNTIME_DIR=$T/run
-	bg fdsend -t 10 "$T/a.sock" unix:svc
+	name=svc-$$-$RANDOM
+	if [ "$(id -u)" -eq 0 ]; then   # root's bare names are in /run/fdsend
+		[ -e /run/fdsend ] || CLEANUP_DIRS+=(/run/fdsend)
+		CLEANUP_FILES+=("/run/fdsend/$name")
+	fi
+	bg fdsend -t 10 "$T/a.sock" "unix:$name"
 	bg fdrecv -t 10 "$T/a.sock" -- server idle "$T/idle.ready"
 	owner_bg=$BG
 	wait_for_file "$T/idle.ready"
 	owner=$(child_of "$owner_bg")
 	bg fdrecv -t 10 "$S"
 	recv=$BG
-	run -0 t fdsend -t 10 --pid "$owner" "$S" unix:svc
+	run -0 t fdsend -t 10 --pid "$owner" "$S" "unix:$name"
 	reap_ok "$recv"
 }
 
