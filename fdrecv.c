@@ -24,7 +24,7 @@ static const char usage_text[] =
 	"Without COMMAND, describe what arrived. Each further SOCKET, after the\n"
 	"options of its own, brings one more handoff (util-linux's groups).\n"
 	"\n"
-	"  -a, --abstract         SOCKET is an abstract socket name\n"
+	"  -a, --abstract         the SOCKET after it is an abstract socket name\n"
 	"  -c, --connect          connect to a holder (fdsend --serve) on SOCKET\n"
 	"                         instead of listening there\n"
 	"  -n, --count N          accept only a handoff of exactly N descriptors\n"

@@ -115,3 +115,54 @@ load test_helper
 	reap_ok "$h1"
 	reap_ok "$h2"
 }
+
+# ---- util-linux's own examples, word for word but for the names ----
+
+# ulname: a bare NAME unique to this test, cleaned up wherever it lands
+# (/run/fdsend for root; $XDG_RUNTIME_DIR/fdsend, set under $T, for others).
+ulname() {
+	UL=ul-$$-$BATS_TEST_NUMBER-$RANDOM
+	if [ "$(id -u)" -eq 0 ]; then
+		[ -e /run/fdsend ] || CLEANUP_DIRS+=(/run/fdsend)
+		CLEANUP_FILES+=("/run/fdsend/$UL")
+	else
+		mkdir -m 700 "$T/run"
+		export XDG_RUNTIME_DIR=$T/run
+	fi
+}
+
+@test "util-linux forms: 'fdrecv --stdin NAME --run cat' and 'fdsend --fd 3 NAME', -b or not, either order" {
+	ulname
+	echo hello >f
+	bg fdrecv --stdin "$UL" --run cat >out
+	run -0 t bash -c 'exec 3<f; exec fdsend --fd 3 "$1"' _ "$UL"
+	reap_ok "$BG"
+	assert_file out hello
+	bg bash -c 'exec 3<f; exec fdsend -b --fd 3 "$1"' _ "$UL"
+	run -0 t fdrecv --stdin "$UL" --run cat
+	[ "$output" = hello ]
+	reap_ok "$BG"
+}
+
+@test "util-linux forms: 'fdrecv -a --stdin NAME --run cat' and 'fdsend --abstract --fd 3 NAME'" {
+	echo abstract >f
+	bg fdrecv -a --stdin "$ABS" --run cat >out
+	run -0 t bash -c 'exec 3<f; exec fdsend --abstract --fd 3 "$1"' _ "$ABS"
+	reap_ok "$BG"
+	assert_file out abstract
+}
+
+@test "util-linux forms: their test's three groups fed by three 'fdsend -f 3 -b PATH' in order, and '--pid \$\$ --dup --fd 7'" {
+	bg fdrecv -f 4 "$T/p4" -f 5 "$T/p5" -f 6 "$T/p6" --run sh -c 'cat <&4; cat <&5; cat <&6' >out
+	for n in 4 5 6; do
+		echo "from_sock$n" >"f$n"
+		run -0 t bash -c 'exec 3<"$1"; exec fdsend -f 3 -b "$2"' _ "f$n" "$T/p$n"
+	done
+	reap_ok "$BG"
+	assert_file out from_sock4 from_sock5 from_sock6
+	echo dup >f7
+	bg fdrecv -i "$T/d" --run cat >out
+	run -0 t bash -c 'exec 7<f7; exec fdsend --pid $$ --dup --fd 7 "$1"' _ "$T/d"
+	reap_ok "$BG"
+	assert_file out dup
+}
