@@ -604,8 +604,8 @@ static int sniff(const struct receiver *r, size_t want, struct inbox *ib,
 	}
 }
 
-/* Reads and checks the OFFER, keeping its names in h; then the go-ahead,
- * unless the sender needs none. 0, or -1 with ib->why. */
+/* Reads and checks the OFFER, keeping its names in h (the greeting went
+ * before it). 0, or -1 with ib->why. */
 static int read_offer(const struct receiver *r, size_t want, struct inbox *ib,
 		      struct handoff *h, msec_t deadline)
 {

@@ -26,7 +26,7 @@ static const char usage_text[] =
 	"                         names of the descriptors, in order\n"
 	"      --no-ack           send at once, wait for no answer (plain receivers)\n"
 	"  -t, --timeout SECONDS  bound every wait (default: wait for the receiver\n"
-	"                         forever, 10 s for its go-ahead, 5 s per answer)\n"
+	"                         forever, 10 s for its greeting, 5 s for HELD)\n"
 	"  -L, --listen-fds       send the descriptors of socket activation\n"
 	"                         (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES)\n"
 	"  -p, --pid PID[:INODE]  FD numbers are descriptors of process PID (whose\n"
