@@ -81,8 +81,9 @@ enum {
 #define MAX_ARG_STRLEN (128 * 1024)     /* the kernel's bound on one string of
 					 * the environment */
 #define CHUNK 65536             /* largest sendmsg; SEQPACKET readers use at least this */
-/* a stream sendmsg the kernel never splits (it cuts at about 36 KiB, the
- * descriptors riding on the first piece) */
+/* a stream sendmsg the kernel does not split with the default send buffer
+ * (it cuts at about 36 KiB, or SO_SNDBUF / 2, the descriptors riding on
+ * the first piece) */
 #define ONE_PIECE 16384
 #define MAX_PAYLOAD (16u << 20)
 #define SUN_PATH_MAX ((int)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)

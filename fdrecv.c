@@ -378,6 +378,11 @@ static void check_groups(struct receiver *r)
 				    g->word);
 		g->lfd = -1;
 		resolve_chan(&g->chan, g->word, g->abstract);
+		for (size_t k = 0; k < i; k++)
+			if (g->chan.salen == r->groups[k].chan.salen &&
+			    !memcmp(&g->chan.sa, &r->groups[k].chan.sa, g->chan.salen) &&
+			    g->chan.inherited == r->groups[k].chan.inherited)
+				usage_error("%s: a SOCKET of two groups", g->chan.label);
 	}
 }
 
@@ -404,9 +409,9 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		run = take_options(r, &g, argc, argv) ||
 		      !strcmp(argv[optind - 1], "--");
 	} while (!run && optind < argc && g.opts && r->groups[0].opts);
-	if (g.opts && r->ngroups > 1)
-		usage_error("%s: the options after the last SOCKET need a SOCKET of their own",
-			    argv[optind - 1]);
+	if (g.opts && r->groups[0].opts)
+		usage_error("the options after %s need a SOCKET of their own",
+			    r->groups[r->ngroups - 1].word);
 	if (g.opts) {   /* "fdrecv S -f 4 -- cmd": they are S's */
 		r->groups[0].abstract |= g.abstract;
 		r->groups[0].ntargets += g.ntargets;
@@ -567,6 +572,8 @@ static const char *offer_refused(const struct receiver *r, size_t want,
 	struct offer o;
 	char why[sizeof(ib->why)];
 
+	int timed_out = ib->timed_out;
+
 	/* the rest of the OFFER follows without descriptors: read it briefly */
 	memcpy(why, ib->why, sizeof(why));
 	if (ib->len >= HDR_LEN && !check_header(ib->buf) && ib->buf[5] == T_OFFER &&
@@ -578,6 +585,7 @@ static const char *offer_refused(const struct receiver *r, size_t want,
 			return ib->why;
 	}
 	memcpy(ib->why, why, sizeof(why));
+	ib->timed_out = timed_out;
 	return ib->why;
 }
 
@@ -692,10 +700,16 @@ static int recv_handoff(const struct receiver *r, size_t want,
 {
 	int plain;
 
+	char why[128];
+
 	/* on a stream, reads stop at the end of each frame, never in the next:
 	 * that tells which frame descriptors came with */
 	if (is_stream(ib->fd))
 		ib->exact = HDR_LEN;
+	/* the first batch rides on the OFFER, before its count is known:
+	 * room for it now, or the kernel truncates it (best effort: the
+	 * OFFER, once read, says whether the rest fits) */
+	room_for(r, want ? want : FDS_PER_MSG, why, sizeof(why));
 	if ((plain = sniff(r, want, ib, h, deadline)))
 		return plain > 0 ? 0 : -1;
 	if (read_offer(r, want, ib, h, deadline) < 0)

@@ -58,7 +58,14 @@ load test_helper
 @test "groups: options after the last of several SOCKETs are a usage error; after a lone first SOCKET they are its own and the next word is COMMAND" {
 	run -2 t fdrecv -f 4 "$T/s4" -f 5 "$T/s5" -f 6 -- true
 	assert_usage_error fdrecv
-	[ "${lines[0]}" = "fdrecv: --: the options after the last SOCKET need a SOCKET of their own" ]
+	[ "${lines[0]}" = "fdrecv: the options after $T/s5 need a SOCKET of their own" ]
+	run -2 t fdrecv -f 3 "$T/s4" -f 4 -r "$T/s5" echo
+	assert_usage_error fdrecv
+	[ "${lines[0]}" = "fdrecv: the options after $T/s4 need a SOCKET of their own" ]
+	run -2 t fdrecv -f 3 "$T/s4" -f 4 "$T/s4" echo
+	assert_usage_error fdrecv
+	[ "${lines[0]}" = "fdrecv: $T/s4: a SOCKET of two groups" ]
+	absent s4
 	: >f
 	bg fdrecv "$S" -f 7 sh -c 'test -e /proc/self/fd/7 && echo at7' >out
 	run -0 t fdsend "$S" 5 5<f

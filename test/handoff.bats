@@ -47,6 +47,15 @@ load test_helper
 		"LISTEN_FDNAMES=fd0:...:fd9999"
 }
 
+@test "under a soft RLIMIT_NOFILE of 40 (hard 4096), fdrecv makes room before the 50 that ride on the OFFER arrive" {
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 4096 ] ||
+		skip "hard RLIMIT_NOFILE $(ulimit -Hn) < 4096"
+	bg bash -c 'ulimit -Sn 40 && ulimit -Hn 4096 && exec fdrecv "$1" -- sh -c "echo \$LISTEN_FDS"' _ "$S" >out
+	run -0 t fdtool memfds 50 fdsend "$S"
+	reap_ok "$BG"
+	assert_file out 50
+}
+
 @test "fdrecv refuses an offer beyond its hard RLIMIT_NOFILE with that reason, though the first 252 rode on the OFFER" {
 	bg bash -c 'ulimit -n 100 && exec fdrecv "$1" -- true' _ "$S" 2>err
 	run -3 t fdtool memfds 300 fdsend "$S"
