@@ -825,10 +825,15 @@ static void accept_handoffs(const struct receiver *r, struct handoff *hs,
 		return;
 	for (size_t i = 0; i < r->ngroups; i++)
 		remove_file(r->groups[i].own);
-	for (size_t i = 0; i < r->ngroups; i++)
-		if (r->groups[i].lfd >= 0)
-			errx(ST_TIMEOUT, "%s: timed out waiting for a sender",
-			     r->groups[i].chan.label);
+	for (size_t i = 0, told = 0; i < r->ngroups; i++) {
+		close_all(hs[i].fds, hs[i].n);   /* of those that came */
+		if (r->groups[i].lfd < 0)
+			continue;
+		if (!told++)
+			warnx("%s: timed out waiting for a sender", r->groups[i].chan.label);
+		close(r->groups[i].lfd);
+	}
+	exit(ST_TIMEOUT);
 }
 
 /* ---- placing ---- */

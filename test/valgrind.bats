@@ -67,13 +67,13 @@ vg_clean() {
 	vg_clean
 }
 
-@test "valgrind: garbage, then a good sender; descriptors before GO are closed" {
+@test "valgrind: garbage, then an FDS frame with more descriptors than its n, then a good sender; what came is closed" {
 	bg vg fdrecv -t 15 "$S" >out 2>err
 	wait_for_socket "$S"
 	run -0 t fdtool rawsend "$S" 58585858585858585858585858585858
 	[[ "$output" == "REFUSED: "* ]]
-	run -0 t fdtool rawsend "$S" 4644484f01010000100000000100000000000000010000000000 0 </dev/null
-	[[ "$output" == "REFUSED: "* ]]
+	run -0 t fdtool rawsend "$S" "$(frame 1 "$(offer 2 1)")$(frame 3 01000000)" 0 0 </dev/null
+	[ "$output" = "REFUSED: FDS frame 1: n=1, but 2 descriptors came with it" ]
 	run -0 t vg fdsend -t 15 "$S" 0 </dev/null
 	reap_ok "$BG"
 	[ "$(wc -l <out)" -eq 1 ]
@@ -90,5 +90,17 @@ vg_clean() {
 	run -0 t vg fdrecv -c -t 15 "$S"
 	reap_ok "$BG"
 	wait_gone "$S"
+	vg_clean
+}
+
+@test "valgrind: two SOCKETs, one handed over and one timing out; fdsend to a plain receiver (exit 6)" {
+	bg vg fdrecv -t $((5 * SLOW)) -f 4 "$T/g1" -f 5 "$T/g2" -r true 2>err
+	run -0 t vg fdsend -t 15 "$T/g1" 0 </dev/null
+	reap_ok "$BG" 4
+	assert_file err "fdrecv: $T/g2: timed out waiting for a sender"
+	bg peer plainrecv "$S" 0 cat >out
+	run -6 t vg fdsend -t 15 "$S" 5 5<err
+	reap_ok "$BG"
+	assert_file out "fdrecv: $T/g2: timed out waiting for a sender"
 	vg_clean
 }
