@@ -775,7 +775,7 @@ static int take_sender(const struct receiver *r, struct group *g,
 			  g->chan.label, (unsigned)cr.uid, (int)cr.pid, ib.why);
 	inbox_free(&ib);
 	free(h->names);
-	h->names = NULL;
+	memset(h, 0, sizeof(*h));   /* its count too: nothing came */
 	close(conn);
 	return -1;
 }
