@@ -123,3 +123,20 @@ refused_then_accepts() {
 	assert_file out good
 	reap_ok "$stall_bg"
 }
+
+@test "LISTEN_FDNAMES past the kernel's 128 KiB: an offer with names is refused; one of only unnamed descriptors runs without the variable" {
+	# two --fdname words: one word of a command line has the same 128 KiB bound
+	half=$(for i in $(seq 300); do printf "%0255d:" "$i"; done)
+	bg fdrecv "$S" -- true 2>err
+	run -3 t fdtool memfds 600 fdsend --fdname "${half%:}" --fdname "${half%:}" "$S"
+	[ "$output" = "fdsend: $S: refused by receiver: names too long for LISTEN_FDNAMES (128 KiB at most)" ]
+	is_waiting "$BG"
+	kill "$BG"
+	reap "$BG"
+	[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 16500 ] ||
+		skip "hard RLIMIT_NOFILE $(ulimit -Hn) < 16500 for 16400 unnamed descriptors"
+	bg bash -c 'ulimit -n 16500 && exec fdrecv "$1" -- sh -c "echo \$LISTEN_FDS \${LISTEN_FDNAMES-unset}"' _ "$S" >out
+	run -0 t bash -c 'ulimit -n 16500 && exec fdtool memfds 16400 fdsend "$1"' _ "$S"
+	reap_ok "$BG"
+	assert_file out "16400 unset"
+}
