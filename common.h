@@ -10,7 +10,7 @@
  *   listening     stale sockets, binding, listen_chan()
  *   connecting    waiting for a listener, connect_chan()
  *   peers         who may be the peer (SO_PEERCRED, --allow-uid)
- *   wire format   frame headers and the OFFER, version 1 (fdrecv.1, PROTOCOL)
+ *   wire format   frame headers and the OFFER, version 2 (fdrecv.1, PROTOCOL)
  *   transport     sending frames with descriptors; the inbox that receives
  *   text          addresses and UTF-8, for messages and the describe view
  */
@@ -188,17 +188,24 @@ static inline msec_t earlier(msec_t a, msec_t b)
 }
 
 /* 1 when fd is ready, 0 at the deadline, -1 on error. */
+/* poll(2)'s timeout for a deadline: -1 for none, 0 once it has passed. */
+static inline int poll_ms(msec_t deadline)
+{
+	msec_t left;
+
+	if (deadline == NO_DEADLINE)
+		return -1;
+	left = deadline - now_ms();
+	return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
 static inline int wait_fd(int fd, short events, msec_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 
 	for (;;) {
-		msec_t left = deadline == NO_DEADLINE ? -1 : deadline - now_ms();
-		int r;
+		int r = poll(&p, 1, poll_ms(deadline));
 
-		if (deadline != NO_DEADLINE && left < 0)
-			left = 0;
-		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
 		if (r > 0)
 			return 1;
 		if (r == 0 && (deadline == NO_DEADLINE || now_ms() < deadline))

@@ -88,7 +88,6 @@ struct group {
 	int abstract;          /* -a */
 	size_t count;          /* -n, or its targets; 0: any */
 	size_t ntargets;       /* its share of receiver.targets */
-	int opts;              /* group options seen before its SOCKET */
 	int lfd;               /* listening, or -1 */
 	struct owned *own;     /* its socket file */
 };
@@ -154,7 +153,12 @@ static void add_targets(struct receiver *r, struct group *g, char *arg)
 		r->targets[r->ntargets++] = fd;
 		g->ntargets++;
 	}
-	g->opts = 1;
+}
+
+/* Whether options of group g (-a, -n, -f, -i, -o, -e) were given. */
+static int has_options(const struct group *g)
+{
+	return g->abstract || g->count || g->ntargets;
 }
 
 /* Where COMMAND is, found once: what was checked is what runs, so a typo
@@ -311,11 +315,10 @@ static int take_options(struct receiver *r, struct group *g, int argc,
 
 	while ((c = getopt_long(argc, argv, "+acn:f:ioet:rhV", long_opts, NULL)) != -1) {
 		switch (c) {
-		case 'a': g->abstract = g->opts = 1; break;
+		case 'a': g->abstract = 1; break;
 		case 'c': r->connect = 1; break;
 		case 'n':
 			g->count = parse_number(optarg, 1, MAX_FDS, "count");
-			g->opts = 1;
 			break;
 		case 'f': add_targets(r, g, optarg); break;
 		case 'i': add_targets(r, g, (char[]){ "0" }); break;
@@ -408,11 +411,12 @@ static void parse_args(struct receiver *r, int argc, char **argv)
 		add_group(r, &g, argv[optind++]);
 		run = take_options(r, &g, argc, argv) ||
 		      !strcmp(argv[optind - 1], "--");
-	} while (!run && optind < argc && g.opts && r->groups[0].opts);
-	if (g.opts && r->groups[0].opts)
+	} while (!run && optind < argc && has_options(&g) &&
+		 has_options(&r->groups[0]));
+	if (has_options(&g) && has_options(&r->groups[0]))
 		usage_error("the options after %s need a SOCKET of their own",
 			    r->groups[r->ngroups - 1].word);
-	if (g.opts) {   /* "fdrecv S -f 4 -- cmd": they are S's */
+	if (has_options(&g)) {   /* "fdrecv S -f 4 -- cmd": they are S's */
 		r->groups[0].abstract |= g.abstract;
 		r->groups[0].ntargets += g.ntargets;
 		if (g.count)
@@ -571,7 +575,6 @@ static const char *offer_refused(const struct receiver *r, size_t want,
 	int type;
 	struct offer o;
 	char why[sizeof(ib->why)];
-
 	int timed_out = ib->timed_out;
 
 	/* the rest of the OFFER follows without descriptors: read it briefly */
@@ -699,7 +702,6 @@ static int recv_handoff(const struct receiver *r, size_t want,
 			struct inbox *ib, struct handoff *h, msec_t deadline)
 {
 	int plain;
-
 	char why[128];
 
 	/* on a stream, reads stop at the end of each frame, never in the next:
@@ -795,14 +797,11 @@ static void accept_handoffs(const struct receiver *r, struct handoff *hs,
 	for (size_t i = 0; i < r->ngroups; i++)
 		left += r->groups[i].lfd >= 0;
 	while (left) {
-		msec_t until = earlier(deadline, warnings_due(&wl)), wait;
 		int n;
 
 		for (size_t i = 0; i < r->ngroups; i++)
 			pf[i] = (struct pollfd){ .fd = r->groups[i].lfd, .events = POLLIN };
-		wait = until == NO_DEADLINE ? -1 : until - now_ms();
-		n = poll(pf, r->ngroups, wait < 0 && until != NO_DEADLINE ? 0
-			 : wait > INT_MAX ? INT_MAX : (int)wait);
+		n = poll(pf, r->ngroups, poll_ms(earlier(deadline, warnings_due(&wl))));
 		if (n < 0 && errno != EINTR)
 			err(ST_SYSTEM, "poll");
 		flush_warnings(&wl, r->groups[0].chan.label, "senders", 0);
