@@ -41,10 +41,10 @@ load test_helper
 
 @test "groups: COMMAND starts at the first word after a SOCKET with no group options before it" {
 	: >f
-	bg fdrecv -f 4 "$T/s4" -t 5 echo -f 5 x
+	bg fdrecv -f 4 "$T/s4" -t 5 echo -f 5 x >out
 	run -0 t fdsend "$T/s4" 5 5<f
 	reap_ok "$BG"
-	[ ! -e "$T/x" ]
+	assert_file out "-f 5 x"
 }
 
 @test "groups: several SOCKETs with one that has no target is a usage error naming it" {
